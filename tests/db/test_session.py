@@ -1,0 +1,211 @@
+"""Engines and transaction scopes built from Settings, on real SQLite files and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db.migrate import upgrade_to_head
+from app.db.models import Evaluation
+from app.db.repositories import create_evaluation
+from app.db.session import (
+    dispose_engines,
+    get_engine,
+    get_session,
+    get_sessionmaker,
+    normalize_url,
+    ping,
+    session_scope,
+)
+from app.errors import ServiceUnavailable
+
+UNREACHABLE_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+
+
+@pytest.fixture
+def migrated_url(empty_db_url: str) -> Iterator[str]:
+    """A database of its own, for tests whose commits must really happen."""
+    upgrade_to_head(empty_db_url)
+    yield empty_db_url
+    dispose_engines(empty_db_url)
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(select(func.count()).select_from(Evaluation)) or 0)
+
+
+def _add(session: Session, name: str = "x") -> str:
+    return create_evaluation(
+        session, task="binary", n_samples=1, report={}, name=name, headline={}
+    ).id
+
+
+def test_normalize_url_picks_psycopg_for_bare_postgresql_urls() -> None:
+    assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("sqlite:///x.db").drivername == "sqlite"
+
+
+def test_get_engine_is_cached_per_url(tmp_path: Path) -> None:
+    a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    try:
+        engine = get_engine(Settings(database_url=a))
+        assert get_engine(Settings(database_url=a)) is engine
+        assert get_engine(a) is engine  # a bare URL string names the same engine
+        assert get_engine(Settings(database_url=b)) is not engine
+        assert get_sessionmaker(Settings(database_url=a)) is get_sessionmaker(
+            Settings(database_url=a)
+        )
+        dispose_engines(a)
+        assert get_engine(Settings(database_url=a)) is not engine
+    finally:
+        dispose_engines(a)
+        dispose_engines(b)
+
+
+def test_sqlite_engine_enables_foreign_keys_wal_and_creates_the_folder(tmp_path: Path) -> None:
+    path = tmp_path / "does" / "not" / "exist" / "e.db"
+    url = f"sqlite:///{path}"
+    try:
+        engine = get_engine(Settings(database_url=url, db_pool_timeout_s=2.5))
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2500
+        assert path.is_file()
+    finally:
+        dispose_engines(url)
+
+
+def test_sqlite_transactions_are_real_so_savepoints_roll_back(tmp_path: Path) -> None:
+    # pysqlite alone would let a RELEASEd savepoint commit outside the outer transaction.
+    url = f"sqlite:///{tmp_path / 'tx.db'}"
+    upgrade_to_head(url)
+    engine = get_engine(Settings(database_url=url))
+    try:
+        with engine.connect() as connection:
+            outer = connection.begin()
+            factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
+            with factory.begin() as session:
+                _add(session)
+            assert connection.scalar(select(func.count()).select_from(Evaluation)) == 1
+            outer.rollback()
+        assert _count(engine) == 0
+    finally:
+        dispose_engines(url)
+
+
+def test_in_memory_sqlite_shares_one_database_across_sessions() -> None:
+    url = "sqlite://"
+    try:
+        engine = get_engine(Settings(database_url=url))
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        with session_scope(Settings(database_url=url)) as session:
+            session.execute(text("INSERT INTO t VALUES (1)"))
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT count(*) FROM t")) == 1
+    finally:
+        dispose_engines(url)
+
+
+def test_postgresql_engine_uses_the_pool_settings(
+    make_postgres_database: Callable[..., str],
+) -> None:
+    # A database of its own: the engine cache keeps the pool options of a URL's first caller.
+    url = make_postgres_database(migrate=False)
+    settings = Settings(
+        database_url=url.replace("postgresql+psycopg", "postgresql"),
+        db_pool_size=3,
+        db_max_overflow=2,
+        db_pool_timeout_s=4.0,
+    )
+    try:
+        engine = get_engine(settings)
+        assert engine.url.drivername == "postgresql+psycopg"
+        assert engine.pool.size() == 3  # type: ignore[attr-defined]
+        assert engine.pool.timeout() == 4.0  # type: ignore[attr-defined]
+        assert engine.pool._max_overflow == 2  # type: ignore[attr-defined]
+        assert engine.pool._pre_ping is True
+        assert ping(engine)
+    finally:
+        dispose_engines(settings.database_url)
+
+
+def test_session_scope_commits_on_success_and_rolls_back_on_error(migrated_url: str) -> None:
+    settings = Settings(database_url=migrated_url)
+    with session_scope(settings) as session:
+        kept = _add(session, "kept")
+
+    with pytest.raises(RuntimeError, match="boom"), session_scope(settings) as session:
+        _add(session, "dropped")
+        session.flush()
+        raise RuntimeError("boom")
+
+    with session_scope(settings) as session:
+        names = session.scalars(select(Evaluation.name)).all()
+        assert session.get(Evaluation, kept) is not None
+    assert names == ["kept"]
+
+
+def test_session_scope_accepts_a_bare_url(migrated_url: str) -> None:
+    with session_scope(migrated_url) as session:
+        _add(session)
+    assert _count(get_engine(migrated_url)) == 1
+
+
+def test_get_session_commits_when_the_dependency_finishes(migrated_url: str) -> None:
+    settings = Settings(database_url=migrated_url)
+    dependency = get_session(settings)
+    _add(next(dependency))
+    with pytest.raises(StopIteration):
+        next(dependency)
+
+    failing = get_session(settings)
+    _add(next(failing))
+    with pytest.raises(ValueError, match="handler failed"):
+        failing.throw(ValueError("handler failed"))
+    assert _count(get_engine(settings)) == 1
+
+
+def test_session_scope_uses_a_given_factory(
+    db_sessionmaker: sessionmaker[Session], db_connection: object
+) -> None:
+    with session_scope(factory=db_sessionmaker) as session:
+        evaluation_id = _add(session)
+    with db_sessionmaker() as other:
+        assert other.get(Evaluation, evaluation_id) is not None
+
+
+def test_database_errors_become_service_unavailable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'unmigrated.db'}"  # no tables: OperationalError
+    try:
+        with (
+            pytest.raises(ServiceUnavailable) as error,
+            session_scope(Settings(database_url=url)) as session,
+        ):
+            session.execute(select(Evaluation)).all()
+        assert error.value.status_code == 503
+        assert "no such table" not in error.value.detail  # driver text stays in the logs
+    finally:
+        dispose_engines(url)
+
+
+def test_unreachable_postgresql_is_unavailable_not_a_crash() -> None:
+    settings = Settings(database_url=UNREACHABLE_POSTGRES, db_pool_timeout_s=1.0)
+    try:
+        assert ping(get_engine(settings)) is False
+        with pytest.raises(ServiceUnavailable), session_scope(settings) as session:
+            session.execute(text("SELECT 1"))
+    finally:
+        dispose_engines(UNREACHABLE_POSTGRES)
+
+
+def test_ping_is_true_for_a_live_database(db_engine: Engine) -> None:
+    assert ping(db_engine) is True
