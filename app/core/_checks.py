@@ -158,13 +158,17 @@ def encode_labels(
     if y.dtype.kind == "f":
         if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
             i = int(np.argmax(~np.isfinite(y) | (y != np.round(y))))
-            raise InvalidInput(f"{field}[{i}] is {y[i]!r}: class labels must be integers", field=field)
+            raise InvalidInput(
+                f"{field}[{i}] is {y[i]!r}: class labels must be integers", field=field
+            )
         y = y.astype(np.int64)
     if labels is None:
+        if y.dtype.kind in "biu":
+            return _encode_small_ints(y)
         classes, indices = np.unique(y, return_inverse=True)
         return classes, indices.astype(np.intp, copy=False)
     classes = np.asarray(labels)
-    if classes.dtype.kind in "US" and y.dtype.kind in "iub" or (
+    if (classes.dtype.kind in "US" and y.dtype.kind in "iub") or (
         classes.dtype.kind in "iub" and y.dtype.kind in "US"
     ):
         raise InvalidInput("labels and y_true mix strings and numbers", field="labels")
@@ -181,3 +185,22 @@ def encode_labels(
             field=field,
         )
     return classes, order[pos].astype(np.intp, copy=False)
+
+
+def _encode_small_ints(y: NDArray[Any]) -> tuple[NDArray[Any], NDArray[np.intp]]:
+    """``np.unique(y, return_inverse=True)`` for integer labels in O(n), without a sort.
+
+    Class labels are few and small, so a counting pass finds them; the sort inside
+    ``np.unique`` would cost as much as the ranking sort itself on large batches.
+    """
+    if y.dtype.kind == "b":
+        y = y.view(np.uint8)
+    lo, hi = int(y.min()), int(y.max())
+    if hi - lo > 1_000_000:
+        classes, indices = np.unique(y, return_inverse=True)
+        return classes, indices.astype(np.intp, copy=False)
+    shifted = (y - lo).astype(np.intp, copy=False) if lo else y.astype(np.intp, copy=False)
+    present = np.flatnonzero(np.bincount(shifted, minlength=hi - lo + 1))
+    lookup = np.empty(hi - lo + 1, dtype=np.intp)
+    lookup[present] = np.arange(present.size)
+    return (present + lo).astype(np.int64), lookup[shifted]

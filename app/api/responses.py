@@ -1,0 +1,46 @@
+"""Response helpers: fast JSON for reports full of numbers, and the documented error bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def json_response(
+    content: Any, *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """orjson-encoded JSON; numpy arrays are written directly, NaN/inf would become null."""
+    return Response(
+        orjson.dumps(content, option=_OPTS),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+_PROBLEM = {
+    "application/problem+json": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "instance": {"type": "string"},
+                "field": {"type": "string"},
+            },
+        }
+    }
+}
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Not found", "content": _PROBLEM},
+    413: {"description": "Payload or batch too large", "content": _PROBLEM},
+    415: {"description": "Unsupported content type", "content": _PROBLEM},
+    422: {"description": "Invalid input: the field and the problem", "content": _PROBLEM},
+}

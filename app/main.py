@@ -1,0 +1,75 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from app import __version__
+from app.api.errors import install_error_handlers
+from app.api.routes import evaluations, health, losses
+from app.api.schemas.evaluations import EvaluationRequest, LossesRequest
+from app.config import Settings, get_settings
+from app.db.session import dispose_engines
+
+DESCRIPTION = """
+Post prediction batches (labels with probabilities, logits or regression predictions) and get
+back losses, metrics, confusion matrices, curves and calibration error — equal to scikit-learn
+and PyTorch to the last digit. Bodies are JSON, or an Apache Arrow IPC stream for large batches.
+Errors are RFC 9457 problem bodies that name the field and the problem.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app. ``settings`` defaults to the environment's."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        dispose_engines(settings.database_url)
+
+    app = FastAPI(
+        title="evalserve",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(losses.router)
+    app.include_router(evaluations.router)
+    _document_raw_bodies(app, (EvaluationRequest, LossesRequest))
+    return app
+
+
+def _document_raw_bodies(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add the request models of routes that read their body by hand to the OpenAPI schema.
+
+    Those routes parse JSON with pydantic-core directly (and also take Arrow), so FastAPI does not
+    see a body parameter; their ``openapi_extra`` refers to these components.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(js.pop("$defs", {}))
+                components[model.__name__] = js
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
