@@ -12,7 +12,8 @@ from pydantic import BaseModel
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.routes import evaluations, health, losses
+from app.api.routes import calibrations, evaluations, health, losses
+from app.api.schemas.calibrations import ApplyRequest, CalibrationRequest
 from app.api.schemas.evaluations import EvaluationRequest, LossesRequest
 from app.config import Settings, get_settings
 from app.db.session import dispose_engines
@@ -45,7 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(losses.router)
     app.include_router(evaluations.router)
-    _document_raw_bodies(app, (EvaluationRequest, LossesRequest))
+    app.include_router(calibrations.router)
+    _document_raw_bodies(app, (EvaluationRequest, LossesRequest, CalibrationRequest, ApplyRequest))
     return app
 
 

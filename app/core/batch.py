@@ -101,21 +101,13 @@ def make_batch(
     """
     if task == "regression":
         return _regression(y_true, y_score, sample_weight, score_field)
+    score = make_scores(task, y_score, score_type, score_field)
     if task == "binary":
         y, classes = _binary_labels(y_true, labels, pos_label)
-        score = _binary_scores(y_score, score_type, score_field)
     elif task == "multiclass":
-        score = as_float_array(y_score, score_field, ndim=2)
-        if score_type == "probability":
-            check_probabilities(score, score_field, simplex=True)
         classes, y = _multiclass_labels(y_true, labels, score.shape[1])
-    elif task == "multilabel":
-        score = as_float_array(y_score, score_field, ndim=2)
-        if score_type == "probability":
-            check_probabilities(score, score_field, simplex=False)
-        y, classes = _multilabel_labels(y_true, labels, score.shape)
     else:
-        raise InvalidInput(f"unknown task {task!r}; use one of {list(TASKS)}", field="task")
+        y, classes = _multilabel_labels(y_true, labels, score.shape)
     check_consistent_length(y.shape[0], **{score_field: score})
     weight = check_sample_weight(sample_weight, y.shape[0])
     return Batch(task, y, score, score_type, classes, weight)
@@ -133,6 +125,25 @@ def _regression(
         )
     weight = check_sample_weight(sample_weight, y.shape[0])
     return Batch("regression", y, pred, "value", None, weight)
+
+
+def make_scores(
+    task: Task, y_score: ArrayLike, score_type: ScoreType, score_field: str = "y_score"
+) -> NDArray[np.floating[Any]]:
+    """Check a classification score array and return it in the task's canonical shape.
+
+    binary: (n,) (two columns become the positive class's probability or log-odds);
+    multiclass and multilabel: (n, K). Probabilities must lie in [0, 1], multiclass rows must
+    sum to 1.
+    """
+    if task == "binary":
+        return _binary_scores(y_score, score_type, score_field)
+    if task not in ("multiclass", "multilabel"):
+        raise InvalidInput(f"unknown task {task!r}; use one of {list(TASKS)}", field="task")
+    score = as_float_array(y_score, score_field, ndim=2)
+    if score_type == "probability":
+        check_probabilities(score, score_field, simplex=task == "multiclass")
+    return score
 
 
 def _binary_scores(

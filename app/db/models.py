@@ -86,3 +86,37 @@ class Evaluation(Base):
 
     def __repr__(self) -> str:
         return f"Evaluation(id={self.id!r}, task={self.task!r}, name={self.name!r})"
+
+
+class Calibrator(Base):
+    """A fitted calibrator, stored so new scores can be calibrated later.
+
+    ``state`` is the calibrator's own serialization (``Calibrator.to_dict()`` of
+    :mod:`app.core.calibration`); ``report`` holds the fit report (metrics before and after,
+    reliability diagrams) as returned when it was fitted.
+    """
+
+    __tablename__ = "calibrators"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(
+        default=utcnow, server_default=func.now(), index=True
+    )
+    method: Mapped[str] = mapped_column(String(20), index=True)
+    task: Mapped[str] = mapped_column(String(20))
+    n_classes: Mapped[int]
+    score_type: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str | None] = mapped_column(String(200), index=True)
+    model: Mapped[str | None] = mapped_column(String(200), index=True)
+    tags: Mapped[list[str]] = mapped_column(JSONDocument, default=list, server_default=text("'[]'"))
+    n_samples: Mapped[int]
+    state: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    report: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+
+    __table_args__ = (
+        CheckConstraint("task IN ('binary', 'multiclass')", name="task"),
+        CheckConstraint("n_samples >= 0", name="n_samples_nonnegative"),
+    )
+
+    def __repr__(self) -> str:
+        return f"Calibrator(id={self.id!r}, method={self.method!r}, task={self.task!r})"

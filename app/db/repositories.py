@@ -37,7 +37,7 @@ def _headline_columns(headline: Mapping[str, float | None]) -> dict[str, float |
     return values
 
 
-def _check_json_document(document: Any, field: str) -> None:
+def check_json_document(document: Any, field: str) -> None:
     try:
         json.dumps(document, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -73,7 +73,7 @@ def create_evaluation(
     PostgreSQL also rejects the NUL character in any text or JSON string (a ``DataError`` at
     flush); the API refuses it before it gets here.
     """
-    _check_json_document(report, "report")
+    check_json_document(report, "report")
     evaluation = Evaluation(
         task=task,
         n_samples=n_samples,
@@ -93,15 +93,16 @@ def get_evaluation(session: Session, evaluation_id: str) -> Evaluation | None:
     return session.get(Evaluation, evaluation_id)
 
 
-def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
+def has_tag(session: Session, tags: Any, tag: str) -> ColumnElement[bool]:
+    """A condition: the JSON list column ``tags`` holds ``tag`` (a whole element)."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        # jsonb containment, served by the GIN index ix_evaluations_tags.
-        return type_coerce(Evaluation.tags, JSONB).contains([tag])
+        # jsonb containment, served by the table's GIN index on tags.
+        return type_coerce(tags, JSONB).contains([tag])
     if dialect == "sqlite":
-        elements = func.json_each(Evaluation.tags).table_valued("value")
+        elements = func.json_each(tags).table_valued("value")
         return select(elements.c.value).where(elements.c.value == tag).exists()
-    raise NotImplementedError(f"tag filter not implemented for {dialect}")
+    raise RuntimeError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
 
 
 def list_evaluations(
@@ -130,7 +131,7 @@ def list_evaluations(
     if task is not None:
         conditions.append(Evaluation.task == task)
     if tag is not None:
-        conditions.append(_has_tag(session, tag))
+        conditions.append(has_tag(session, Evaluation.tags, tag))
 
     total = session.scalar(select(func.count()).select_from(Evaluation).where(*conditions))
     query = (

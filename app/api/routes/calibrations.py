@@ -1,0 +1,104 @@
+"""/v1/calibrations: fit (and store) calibrators, apply stored ones, list and fetch them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.api.body import JSON_MEDIA_TYPE, ensure_media_type, media_type, parse_json, read_body
+from app.api.deps import SessionDep, SettingsDep
+from app.api.responses import PROBLEM_RESPONSES, json_response
+from app.api.schemas.calibrations import ApplyRequest, CalibrationRequest
+from app.api.schemas.common import Page
+from app.db import calibrators as repo
+from app.db.models import Calibrator
+from app.errors import NotFound
+from app.services import calibrations as service
+from app.services.arrays import check_row_limit
+
+router = APIRouter(prefix="/v1/calibrations", tags=["calibrations"])
+
+
+def _json_body(model_name: str) -> dict[str, object]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model_name}"}}
+            },
+        }
+    }
+
+
+async def _read(request: Request, settings: SettingsDep, model: type) -> object:
+    ensure_media_type(media_type(request), (JSON_MEDIA_TYPE,))
+    body = await read_body(request, settings.max_body_bytes)
+    return await run_in_threadpool(parse_json, model, body)
+
+
+def _get(session: SessionDep, calibrator_id: str) -> Calibrator:
+    row = repo.get_calibrator(session, calibrator_id)
+    if row is None:
+        raise NotFound(f"no calibrator with id {calibrator_id!r}", field="calibrator_id")
+    return row
+
+
+@router.post(
+    "",
+    summary="Fit a calibrator on a labelled batch",
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=_json_body("CalibrationRequest"),
+)
+async def create_calibration(
+    request: Request, settings: SettingsDep, session: SessionDep
+) -> Response:
+    req: CalibrationRequest = await _read(request, settings, CalibrationRequest)  # type: ignore[assignment]
+    check_row_limit({"y_true": req.y_true}, settings.max_rows)
+    response, _ = await run_in_threadpool(service.fit, req)
+    if req.persist:
+        response = await run_in_threadpool(service.store, session, response)
+        location = {"Location": f"/v1/calibrations/{response['id']}"}
+        return json_response(response, status_code=201, headers=location)
+    return json_response(response)
+
+
+@router.post(
+    "/{calibrator_id}/apply",
+    summary="Calibrated probabilities from a stored calibrator",
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=_json_body("ApplyRequest"),
+)
+async def apply_calibration(
+    calibrator_id: str, request: Request, settings: SettingsDep, session: SessionDep
+) -> Response:
+    row = await run_in_threadpool(_get, session, calibrator_id)
+    req: ApplyRequest = await _read(request, settings, ApplyRequest)  # type: ignore[assignment]
+    check_row_limit({"y_true": req.y_score}, settings.max_rows)
+    return json_response(await run_in_threadpool(service.apply, row, req))
+
+
+@router.get("", summary="List stored calibrators")
+def list_calibrations(
+    session: SessionDep,
+    model: Annotated[str | None, Query(max_length=200)] = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    method: Annotated[str | None, Query(max_length=20)] = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    rows, total = repo.list_calibrators(
+        session, model=model, name=name, method=method, tag=tag, limit=limit, offset=offset
+    )
+    page = Page(total=total, limit=limit, offset=offset)
+    return json_response(
+        {"items": [service.as_summary(r) for r in rows], "page": page.model_dump()}
+    )
+
+
+@router.get("/{calibrator_id}", summary="A stored calibrator", responses=PROBLEM_RESPONSES)
+def get_calibration(calibrator_id: str, session: SessionDep) -> Response:
+    return json_response(service.as_read(_get(session, calibrator_id)))
