@@ -431,3 +431,19 @@ def test_binary_ranking_is_frozen() -> None:
     assert isinstance(r, BinaryRanking)
     with pytest.raises(AttributeError):
         r.tps = r.fps  # type: ignore[misc]
+
+
+def test_downsampling_a_huge_curve_keeps_the_ends_and_the_cap() -> None:
+    # More than 16x the cap: the even pre-thinning path.
+    rng = np.random.default_rng(11)
+    x = np.cumsum(rng.random(50_000))
+    x /= x[-1]
+    y = np.sqrt(x)
+    thr = np.arange(50_000, dtype=np.float64)[::-1]
+    dx, dy, dt = downsample_curve(x, y, thr, 100)
+    assert len(dx) <= 100
+    assert (dx[0], dy[0], dt[0]) == (x[0], y[0], thr[0])
+    assert (dx[-1], dy[-1], dt[-1]) == (x[-1], y[-1], thr[-1])
+    assert np.all(np.diff(dx) > 0)
+    # Every kept point is a point of the curve, with its own threshold.
+    assert np.array_equal(np.sqrt(dx), dy) and np.array_equal(x[(50_000 - 1 - dt).astype(int)], dx)
