@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
 from starlette.responses import Response
+
+from app import plots
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -44,3 +47,12 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"description": "Unsupported content type", "content": _PROBLEM},
     422: {"description": "Invalid input: the field and the problem", "content": _PROBLEM},
 }
+
+
+def plot_response(
+    kind: plots.PlotKind, report: Any, fmt: plots.PlotFormat, title: str | None
+) -> Response:
+    """A rendered plot. Rendering is deterministic, so the bytes' hash is a strong ETag."""
+    image = plots.render(kind, report, fmt=fmt, title=title)
+    etag = '"' + hashlib.sha256(image).hexdigest()[:32] + '"'
+    return Response(image, media_type=plots.MEDIA_TYPES[fmt], headers={"ETag": etag})

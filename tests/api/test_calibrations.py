@@ -191,3 +191,23 @@ def test_unknown_calibrator_is_a_404(client: TestClient) -> None:
     res = client.post("/v1/calibrations/nope/apply", json={"y_score": [0.5]})
     assert res.status_code == 404
     assert res.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_stored_calibrator_has_a_reliability_plot(store_client: TestClient) -> None:
+    y, z = overconfident_binary(600)
+    created = store_client.post(
+        "/v1/calibrations",
+        json={
+            "method": "platt",
+            "task": "binary",
+            "y_true": y.tolist(),
+            "y_score": z.tolist(),
+            "score_type": "logit",
+            "persist": True,
+        },
+    ).json()
+    svg = store_client.get(f"/v1/calibrations/{created['id']}/plots/reliability")
+    assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml"
+    assert b"before" in svg.content and b"after" in svg.content
+    png = store_client.get(f"/v1/calibrations/{created['id']}/plots/reliability?format=png")
+    assert png.content.startswith(b"\x89PNG")

@@ -79,3 +79,30 @@ def test_unicode_names_round_trip(store_client: TestClient) -> None:
     created = post_stored(store_client, name="évaluation nocturne ✓", model="模型")
     fetched = store_client.get(f"/v1/evaluations/{created['id']}").json()
     assert (fetched["name"], fetched["model"]) == ("évaluation nocturne ✓", "模型")
+
+
+@pytest.mark.parametrize("kind", ["roc", "pr", "reliability", "confusion"])
+def test_stored_evaluations_are_plotted_as_svg_and_png(store_client: TestClient, kind: str) -> None:
+    import io
+    import xml.etree.ElementTree as ET
+
+    from matplotlib.image import imread
+
+    created = post_stored(store_client, curves=True, model="m-plot")
+    svg = store_client.get(f"/v1/evaluations/{created['id']}/plots/{kind}")
+    assert svg.status_code == 200, svg.text
+    assert svg.headers["content-type"] == "image/svg+xml"
+    assert ET.fromstring(svg.content).tag.endswith("svg")
+    assert svg.headers["etag"]
+    png = store_client.get(f"/v1/evaluations/{created['id']}/plots/{kind}?format=png")
+    assert png.headers["content-type"] == "image/png"
+    image = imread(io.BytesIO(png.content), format="png")
+    assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_a_plot_of_a_missing_curve_is_a_422(store_client: TestClient) -> None:
+    created = post_stored(store_client, model="m-plot")
+    res = store_client.get(f"/v1/evaluations/{created['id']}/plots/roc")
+    assert res.status_code == 422 and res.json()["field"] == "kind"
+    assert store_client.get(f"/v1/evaluations/{created['id']}/plots/violin").status_code == 422
+    assert store_client.get("/v1/evaluations/nope/plots/roc").status_code == 404

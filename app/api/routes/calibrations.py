@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from app.api.body import JSON_MEDIA_TYPE, ensure_media_type, media_type, parse_json, read_body
 from app.api.deps import SessionDep, SettingsDep
-from app.api.responses import PROBLEM_RESPONSES, json_response
+from app.api.responses import PROBLEM_RESPONSES, json_response, plot_response
 from app.api.schemas.calibrations import ApplyRequest, CalibrationRequest
 from app.api.schemas.common import Page
 from app.db import calibrators as repo
@@ -97,6 +97,23 @@ def list_calibrations(
     return json_response(
         {"items": [service.as_summary(r) for r in rows], "page": page.model_dump()}
     )
+
+
+@router.get(
+    "/{calibrator_id}/plots/reliability",
+    summary="Reliability diagram before/after (validation batch when there was one)",
+    responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}, **PROBLEM_RESPONSES},
+    response_class=Response,
+)
+def plot_calibration(
+    calibrator_id: str,
+    session: SessionDep,
+    format: Literal["svg", "png"] = "svg",
+    title: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    report = _get(session, calibrator_id).report
+    judged = report.get("validation") or report["fit"]
+    return plot_response("calibration", judged, format, title)
 
 
 @router.get("/{calibrator_id}", summary="A stored calibrator", responses=PROBLEM_RESPONSES)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from app.api.body import ARROW_MEDIA_TYPE, JSON_MEDIA_TYPE, read_batch
 from app.api.deps import SessionDep, SettingsDep
-from app.api.responses import PROBLEM_RESPONSES, json_response
+from app.api.responses import PROBLEM_RESPONSES, json_response, plot_response
 from app.api.schemas.common import Page
 from app.api.schemas.evaluations import (
     EvaluationList,
@@ -19,6 +19,7 @@ from app.api.schemas.evaluations import (
     EvaluationRequest,
 )
 from app.db import repositories
+from app.db.models import Evaluation
 from app.errors import NotFound
 from app.services import evaluations as service
 
@@ -93,13 +94,34 @@ def list_evaluations(
 
 
 @router.get(
+    "/{evaluation_id}/plots/{kind}",
+    summary="A plot of a stored evaluation (SVG, or PNG with ?format=png)",
+    responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}, **PROBLEM_RESPONSES},
+    response_class=Response,
+)
+def plot_evaluation(
+    evaluation_id: str,
+    kind: Literal["roc", "pr", "reliability", "confusion"],
+    session: SessionDep,
+    format: Literal["svg", "png"] = "svg",
+    title: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    report = service.as_read(_stored(session, evaluation_id))
+    return plot_response(kind, report, format, title)
+
+
+@router.get(
     "/{evaluation_id}",
     summary="A stored evaluation",
     response_model=EvaluationRead,
     responses=PROBLEM_RESPONSES,
 )
 def get_evaluation(evaluation_id: str, session: SessionDep) -> Response:
+    return json_response(service.as_read(_stored(session, evaluation_id)))
+
+
+def _stored(session: SessionDep, evaluation_id: str) -> Evaluation:
     row = repositories.get_evaluation(session, evaluation_id)
     if row is None:
         raise NotFound(f"no evaluation with id {evaluation_id!r}", field="evaluation_id")
-    return json_response(service.as_read(row))
+    return row
