@@ -12,9 +12,10 @@ from pydantic import BaseModel
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.routes import calibrations, evaluations, health, losses
+from app.api.routes import calibrations, evaluations, health, losses, thresholds
 from app.api.schemas.calibrations import ApplyRequest, CalibrationRequest
 from app.api.schemas.evaluations import EvaluationRequest, LossesRequest
+from app.api.schemas.thresholds import ThresholdRequest
 from app.config import Settings, get_settings
 from app.db.session import dispose_engines
 
@@ -47,7 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(losses.router)
     app.include_router(evaluations.router)
     app.include_router(calibrations.router)
-    _document_raw_bodies(app, (EvaluationRequest, LossesRequest, CalibrationRequest, ApplyRequest))
+    app.include_router(thresholds.router)
+    _document_raw_bodies(
+        app, (EvaluationRequest, LossesRequest, CalibrationRequest, ApplyRequest, ThresholdRequest)
+    )
     return app
 
 

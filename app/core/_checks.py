@@ -117,7 +117,7 @@ def check_sample_weight(
         raise InvalidInput(f"{field}[{i}] is {float(w[i])!r}: weights must be >= 0", field=field)
     if not w.any():
         raise InvalidInput("all weights are zero: nothing to evaluate", field=field)
-    return w
+    return w.astype(np.float64, copy=False)
 
 
 def encode_labels(
@@ -146,6 +146,11 @@ def encode_labels(
         A label outside ``labels``, duplicated ``labels``, mixed strings and numbers.
     """
     y = np.asarray(y_true)
+    if y.dtype.kind == "U" and isinstance(y_true, list | tuple):
+        # numpy turns ["a", 1] into strings silently: a list must hold one kind of label.
+        kinds = {type(v) for v in y_true}
+        if not kinds <= {str}:
+            raise InvalidInput("labels must be all strings or all integers", field=field)
     if y.ndim != 1:
         raise InvalidInput(f"must be 1-D, got shape {y.shape}", field=field)
     if y.size == 0:
