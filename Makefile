@@ -32,6 +32,9 @@ format: install-test
 test: lint  ## lint, then the whole suite (PostgreSQL on 127.0.0.1:5432 for the integration tests)
 	$(BIN)/pytest
 
-bench: install-test
+bench: install-test  ## every benchmark, each side by side with its reference
 	$(BIN)/python -m bench.binary_report
 	$(BIN)/python -m bench.http_batches
+	$(BIN)/python -m bench.calibration
+	$(BIN)/python -m bench.thresholds
+	$(BIN)/python -m bench.training_loop
