@@ -138,4 +138,4 @@ async def read_batch(
     return options, arrays
 
 
-_ARRAY_FIELDS = ("y_true", "y_score", "y_pred", "sample_weight")
+_ARRAY_FIELDS = ("y_true", "y_score", "y_pred", "sample_weight", "ids", "groups")

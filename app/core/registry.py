@@ -41,6 +41,10 @@ class MetricSpec:
     #: Computed when the request names no metrics (parametrised variants are opt-in).
     default: bool = True
 
+    def __call__(self, ctx: EvalContext, **params: Any) -> float:
+        """The metric on ``ctx``, with the given parameters over the defaults."""
+        return float(self.compute(ctx, **{**self.params, **params}))
+
 
 REGISTRY: dict[str, MetricSpec] = {}
 

@@ -7,7 +7,7 @@ every ranking metric, curve, operating point and calibration bin reuses that sor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,9 +15,12 @@ import numpy as np
 from app.core import classification as clf
 from app.core import ranking
 from app.core.batch import Batch
+from app.core.bootstrap import bootstrap_intervals, vectorized_metrics
 from app.core.context import Binning, EvalContext
+from app.core.error_analysis import confusion_analysis, most_confident_errors
 from app.core.losses import compute_loss, get_loss, penalty
 from app.core.registry import finite_or_none, metric_key, resolve
+from app.core.slices import evaluate_groups
 from app.errors import InvalidInput, UndefinedMetricError
 
 CURVES = ("roc", "pr", "reliability")
@@ -34,6 +37,14 @@ class ReportOptions:
     n_bins: int = 15
     binning: Binning = "uniform"
     warnings: list[dict[str, str]] = field(default_factory=list)
+    #: Per-group slices: column name -> one group label per row.
+    groups: Mapping[str, Any] | None = None
+    #: The k most confident wrong predictions (binary / multiclass), with optional row ids.
+    top_errors: int | None = None
+    ids: Any = None
+    #: Percentile intervals: (n_resamples, confidence, seed, metrics or None for the
+    #: report's vectorized ones).
+    bootstrap: tuple[int, float, int, list[tuple[str, dict[str, Any]]] | None] | None = None
 
 
 def evaluate(batch: Batch, options: ReportOptions | None = None) -> dict[str, Any]:
@@ -50,7 +61,7 @@ def evaluate(batch: Batch, options: ReportOptions | None = None) -> dict[str, An
     for spec, params in resolve(batch.task, opts.metrics):
         key = metric_key(spec.name, params)
         try:
-            metrics[key] = finite_or_none(spec.compute(ctx, **params))
+            metrics[key] = finite_or_none(spec(ctx, **params))
         except UndefinedMetricError as exc:
             metrics[key] = None
             warnings.append({"metric": key, "message": exc.reason})
@@ -65,8 +76,53 @@ def evaluate(batch: Batch, options: ReportOptions | None = None) -> dict[str, An
         curves = set(opts.curves)
         if curves:
             report["curves"] = _curves(ctx, curves, opts.max_curve_points)
+    if batch.task == "multiclass":
+        report["confusion_analysis"] = confusion_analysis(ctx.confusion, batch.class_labels)
+    if opts.top_errors is not None:
+        report["most_confident_errors"] = most_confident_errors(
+            batch, ids=opts.ids, k=opts.top_errors, threshold=opts.threshold
+        )
+    if opts.groups:
+        report["groups"] = evaluate_groups(
+            batch,
+            opts.groups,
+            opts.metrics,
+            threshold=opts.threshold,
+            n_bins=opts.n_bins,
+            binning=opts.binning,
+        )
+    if opts.bootstrap is not None:
+        report["intervals"] = _intervals(batch, opts)
     report["warnings"] = warnings
     return report
+
+
+def _intervals(batch: Batch, opts: ReportOptions) -> dict[str, Any]:
+    assert opts.bootstrap is not None
+    n_resamples, confidence, seed, requested = opts.bootstrap
+    if requested is None:
+        # By default, intervals for the report's metrics that resample in vectorized form;
+        # others (one-vs-one AUC, per-row averages) cost a full evaluation per resample.
+        fast = vectorized_metrics(batch.task)
+        chosen = [(s.name, p) for s, p in resolve(batch.task, opts.metrics) if s.name in fast]
+    else:
+        chosen = requested
+    intervals = bootstrap_intervals(
+        batch,
+        chosen,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+        threshold=opts.threshold,
+        n_bins=opts.n_bins,
+        binning=opts.binning,
+    )
+    return {
+        "n_resamples": n_resamples,
+        "confidence": confidence,
+        "seed": seed,
+        "metrics": {key: asdict(interval) for key, interval in intervals.items()},
+    }
 
 
 def _losses(batch: Batch, opts: ReportOptions, warnings: list[dict[str, str]]) -> dict[str, Any]:

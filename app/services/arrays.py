@@ -18,6 +18,7 @@ def arrow_arrays(columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
     ``y_true``, ``y_score``, ``y_pred`` and ``sample_weight`` are taken as they are; numbered
     columns ``y_score_0 .. y_score_{K-1}`` (likewise ``y_true_j`` for multilabel targets and
     ``y_pred_j`` for multi-output regression) are stacked in index order into a matrix.
+    ``id`` holds row ids and ``group_<name>`` a slicing column.
     """
     out: dict[str, Any] = {}
     numbered: dict[str, dict[int, np.ndarray[Any, Any]]] = {}
@@ -27,10 +28,14 @@ def arrow_arrays(columns: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
             numbered.setdefault(m.group(1), {})[int(m.group(2))] = col
         elif name in ("y_true", "y_score", "y_pred", "sample_weight"):
             out[name] = col
+        elif name == "id":
+            out["ids"] = col
+        elif name.startswith("group_") and len(name) > len("group_"):
+            out.setdefault("groups", {})[name.removeprefix("group_")] = col
         else:
             raise InvalidInput(
                 f"unexpected column {name!r}; expected y_true, y_score or y_score_0..K-1, "
-                "y_pred, sample_weight",
+                "y_pred, sample_weight, id, group_<name>",
                 field=name,
             )
     for base, cols in numbered.items():

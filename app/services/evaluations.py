@@ -49,6 +49,10 @@ def compute_report(options: EvaluationOptions, arrays: dict[str, Any], max_point
             max_curve_points=options.max_curve_points or max_points,
             n_bins=options.n_bins,
             binning=options.binning,
+            groups=arrays.get("groups"),
+            top_errors=options.top_errors,
+            ids=arrays.get("ids"),
+            bootstrap=_bootstrap(options),
         ),
     )
     # One pass through orjson turns numpy arrays and scalars into plain data for storage.
@@ -57,6 +61,13 @@ def compute_report(options: EvaluationOptions, arrays: dict[str, Any], max_point
         id=None, created_at=None, name=options.name, model=options.model, tags=list(options.tags)
     )
     return plain
+
+
+def _bootstrap(options: EvaluationOptions) -> Any:
+    spec = options.bootstrap
+    if spec is None:
+        return None
+    return (spec.n, spec.confidence, spec.seed, named_params(spec.metrics))
 
 
 def store_report(session: Session, report: dict[str, Any]) -> dict[str, Any]:

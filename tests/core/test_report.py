@@ -118,3 +118,15 @@ def test_confusion_normalizations_have_null_for_empty_rows() -> None:
     assert np.array_equal(cm["counts"], [[1, 1, 0], [0, 1, 0], [0, 0, 0]])
     assert cm["normalized"]["true"][2] == [None, None, None]
     assert cm["normalized"]["true"][0] == [0.5, 0.5, 0.0]
+
+
+def test_parametrised_metrics_use_their_defaults_when_named_alone() -> None:
+    y, p = binary(seed=6)
+    report = evaluate(
+        make_batch("binary", y, p), ReportOptions(metrics=[("fbeta", {}), ("f1", {})])
+    )
+    assert report["metrics"]["fbeta"] == report["metrics"]["f1"]
+    report = evaluate(make_batch("binary", y, p), ReportOptions(metrics=[("fbeta", {"beta": 2})]))
+    assert report["metrics"]["fbeta[beta=2]"] != pytest.approx(
+        evaluate(make_batch("binary", y, p))["metrics"]["f1"]
+    )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from app.api.schemas.common import (
     Label,
+    Name,
     Page,
     ParamSpec,
     Reduction,
@@ -48,6 +49,19 @@ class BatchArrays(StrictModel):
     sample_weight: list[float] | None = Field(None, description="Non-negative, one per row.")
 
 
+class BootstrapSpec(StrictModel):
+    """Percentile bootstrap intervals (multinomial resampling of rows, seeded)."""
+
+    n: int = Field(1000, ge=10, le=100_000, description="Resamples.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Interval coverage.")
+    seed: int = Field(0, ge=0, description="Seed: the same request gives the same intervals.")
+    metrics: list[str | ParamSpec] | None = Field(
+        None,
+        description="Metrics to bound; default: the report's metrics that resample in "
+        "vectorized form.",
+    )
+
+
 class EvaluationOptions(StoreOptions):
     task: Task = Field(description="What kind of prediction the batch holds.")
     score_type: ScoreType = Field("probability", description="How to read y_score.")
@@ -79,6 +93,19 @@ class EvaluationOptions(StoreOptions):
     binning: Literal["uniform", "quantile"] = Field(
         "uniform", description="Equal-width or equal-mass calibration bins."
     )
+    groups: dict[Name, list[Label]] | None = Field(
+        None,
+        description="Slices: column name -> a group label per row (Arrow: columns "
+        "group_<name>). Metrics, ECE and confusion per group, weighted mean, worst group.",
+        examples=[{"region": ["eu", "us", "eu", "us"]}],
+    )
+    ids: list[Label] | None = Field(
+        None, description="Row ids for error analysis (Arrow: column id)."
+    )
+    top_errors: int | None = Field(
+        None, ge=1, le=10_000, description="List the k most confident wrong predictions."
+    )
+    bootstrap: BootstrapSpec | None = None
 
 
 class EvaluationRequest(EvaluationOptions, BatchArrays):
