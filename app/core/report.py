@@ -235,7 +235,7 @@ def _per_class(ctx: EvalContext) -> list[dict[str, Any]]:
                 "precision": finite_or_none(per["precision"][i]),
                 "recall": finite_or_none(per["recall"][i]),
                 "f1": finite_or_none(per["f1"][i]),
-                "support": float(per["support"][i]),
+                "support": per["support"][i].item(),
             }
         )
     return rows
