@@ -76,8 +76,9 @@ def post(client: httpx.Client, url: str, body: bytes, content_type: str) -> dict
 
 def main(n: int) -> None:
     y, p = make_data(n)
-    json_body = orjson.dumps({**OPTIONS, "y_true": y, "y_score": p},
-                             option=orjson.OPT_SERIALIZE_NUMPY)
+    json_body = orjson.dumps(
+        {**OPTIONS, "y_true": y, "y_score": p}, option=orjson.OPT_SERIALIZE_NUMPY
+    )
     arrow_body = arrow_bytes(y, p)
     t_core, ref = best_of(partial(in_process, y, p), repeat=3)
     port = free_port()
@@ -89,16 +90,23 @@ def main(n: int) -> None:
                     partial(post, client, "/v1/evaluations", json_body, "application/json")
                 )
                 t_arrow, via_arrow = best_of(
-                    partial(post, client, "/v1/evaluations?task=binary&curves=roc,pr",
-                            arrow_body, "application/vnd.apache.arrow.stream")
+                    partial(
+                        post,
+                        client,
+                        "/v1/evaluations?task=binary&curves=roc,pr",
+                        arrow_body,
+                        "application/vnd.apache.arrow.stream",
+                    )
                 )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     for name in ("roc_auc", "f1", "log_loss", "ece"):
         assert via_json["metrics"][name] == via_arrow["metrics"][name] == ref["metrics"][name]
-    print(f"rows {n:.0e}: body JSON {len(json_body) / 1e6:.1f} MB, Arrow "
-          f"{len(arrow_body) / 1e6:.1f} MB")
+    print(
+        f"rows {n:.0e}: body JSON {len(json_body) / 1e6:.1f} MB, Arrow "
+        f"{len(arrow_body) / 1e6:.1f} MB"
+    )
     print(f"  in-process core   {t_core:7.3f} s")
     print(f"  HTTP + JSON       {t_json:7.3f} s   overhead {t_json / t_core - 1:+.0%}")
     print(f"  HTTP + Arrow      {t_arrow:7.3f} s   overhead {t_arrow / t_core - 1:+.0%}")
