@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,63 @@ class Settings(BaseSettings):
     max_curve_points: int = Field(
         1000, ge=2, description="Default cap on the points returned per curve."
     )
+
+    # -- training runs and workers ----------------------------------------------------------
+    result_backend_url: str | None = Field(
+        None, description="Celery result backend; unset: results are not kept (the DB has them)."
+    )
+    gpu_queue: str = Field(
+        "evalserve.gpu",
+        min_length=1,
+        description="Queue of runs with device auto or cuda (one job at a time per GPU).",
+    )
+    cpu_queue: str = Field(
+        "evalserve.cpu", min_length=1, description="Queue of runs with device cpu."
+    )
+    worker_concurrency: int = Field(
+        1, ge=1, description="Jobs one worker (or the in-process runner) trains at once."
+    )
+    run_time_limit_s: float = Field(
+        4 * 3600.0, gt=0, description="Longest a run may train before it is stopped and failed."
+    )
+    visibility_timeout_s: float = Field(
+        5 * 3600.0,
+        gt=0,
+        description="Redis redelivers an unacknowledged task after this; must exceed the "
+        "run time limit, or a long run would be delivered twice.",
+    )
+    heartbeat_interval_s: float = Field(
+        5.0, gt=0, description="How often a running job writes its heartbeat (and reads cancel)."
+    )
+    heartbeat_timeout_s: float = Field(
+        60.0, gt=0, description="A running run whose heartbeat is older is reaped."
+    )
+    reaper_interval_s: float = Field(10.0, gt=0, description="How often the reaper looks.")
+    requeue_dead_runs: bool = Field(
+        False, description="Re-queue runs of dead workers (up to max_run_attempts) not fail them."
+    )
+    max_run_attempts: int = Field(3, ge=1, description="Deliveries of one run before it fails.")
+    events_poll_interval_s: float = Field(
+        0.5, gt=0, description="How often /v1/runs/{id}/events reads new metrics."
+    )
+    max_dataset_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="Largest dataset upload (else 413)."
+    )
+    max_external_metrics: int = Field(
+        1000, ge=1, description="Most metrics in one log-batch request (else 413)."
+    )
+
+    @model_validator(mode="after")
+    def _check_worker_timing(self) -> Settings:
+        # Celery's hard limit is run_time_limit_s + 60 s (see app.worker.celery_app).
+        if self.visibility_timeout_s <= self.run_time_limit_s + 60:
+            raise ValueError(
+                "visibility_timeout_s must exceed run_time_limit_s + 60 s, or Redis redelivers "
+                "a run that is still training"
+            )
+        if self.heartbeat_timeout_s <= 2 * self.heartbeat_interval_s:
+            raise ValueError("heartbeat_timeout_s must exceed twice heartbeat_interval_s")
+        return self
 
 
 @lru_cache

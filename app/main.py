@@ -12,12 +12,15 @@ from pydantic import BaseModel
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.routes import calibrations, evaluations, health, losses, thresholds
+from app.api.routes import calibrations, datasets, evaluations, health, losses, runs, thresholds
 from app.api.schemas.calibrations import ApplyRequest, CalibrationRequest
 from app.api.schemas.evaluations import EvaluationRequest, LossesRequest
+from app.api.schemas.runs import MetricBatch, PredictRequest, RunCreate
 from app.api.schemas.thresholds import ThresholdRequest
 from app.config import Settings, get_settings
 from app.db.session import dispose_engines
+from app.worker import make_dispatcher
+from app.worker.reaper import Reaper
 
 DESCRIPTION = """
 Post prediction batches (labels with probabilities, logits or regression predictions) and get
@@ -30,11 +33,21 @@ Errors are RFC 9457 problem bodies that name the field and the problem.
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app. ``settings`` defaults to the environment's."""
     settings = settings or get_settings()
+    # Training runs: without a broker the in-process runner trains them. The reaper runs in
+    # the API process in both modes: it outlives the workers whose runs it reaps.
+    dispatcher = make_dispatcher(settings)
+    reaper = Reaper(settings, dispatcher)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        dispose_engines(settings.database_url)
+        dispatcher.start()
+        reaper.start()
+        try:
+            yield
+        finally:
+            reaper.stop()
+            dispatcher.stop()
+            dispose_engines(settings.database_url)
 
     app = FastAPI(
         title="evalserve",
@@ -43,14 +56,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.dispatcher = dispatcher
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(losses.router)
     app.include_router(evaluations.router)
     app.include_router(calibrations.router)
     app.include_router(thresholds.router)
+    app.include_router(runs.router)
+    app.include_router(datasets.router)
     _document_raw_bodies(
-        app, (EvaluationRequest, LossesRequest, CalibrationRequest, ApplyRequest, ThresholdRequest)
+        app,
+        (
+            *(EvaluationRequest, LossesRequest, CalibrationRequest, ApplyRequest),
+            *(ThresholdRequest, RunCreate, MetricBatch, PredictRequest),
+        ),
     )
     return app
 

@@ -9,8 +9,21 @@ import uuid
 from datetime import datetime
 from typing import Any, Final, Literal, get_args
 
-from sqlalchemy import CheckConstraint, Index, String, func, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base, JSONDocument, utcnow
 
@@ -120,3 +133,145 @@ class Calibrator(Base):
 
     def __repr__(self) -> str:
         return f"Calibrator(id={self.id!r}, method={self.method!r}, task={self.task!r})"
+
+
+#: Run states; the last three are terminal.
+RUN_STATUSES: Final[tuple[str, ...]] = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"succeeded", "failed", "cancelled"})
+_BIG_ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class Dataset(Base):
+    """An uploaded table (CSV, Parquet or Arrow), stored as uploaded so every worker can read it.
+
+    ``columns`` describes each column (name, Arrow type, numeric, null count, finite, distinct
+    count) and ``target_summary`` the target (min, max, integral, distinct values), so a run can
+    be validated against the dataset without reading ``content``.
+    """
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(
+        default=utcnow, server_default=func.now(), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(200), index=True)
+    format: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(String(200))
+    n_rows: Mapped[int]
+    size_bytes: Mapped[int]
+    columns: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument)
+    target_summary: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True, deferred_raiseload=True)
+
+    __table_args__ = (
+        CheckConstraint("format IN ('csv', 'parquet', 'arrow')", name="format"),
+        CheckConstraint("n_rows >= 0", name="n_rows_nonnegative"),
+    )
+
+    def __repr__(self) -> str:
+        return f"Dataset(id={self.id!r}, name={self.name!r}, n_rows={self.n_rows!r})"
+
+
+class Run(Base):
+    """A training run: its spec, status, progress, result and trained weights.
+
+    The database is the source of truth for a run's status; a worker claims a run by moving it
+    ``queued -> running`` in one conditional UPDATE, writes ``heartbeat_at`` while it trains and
+    reads ``cancel_requested`` at batch boundaries. ``attempts`` counts claims, and every later
+    write of a worker is conditional on it, so a run that was reaped and re-queued is never
+    overwritten by the worker that lost it. ``metrics_seq`` grows with every metric write and
+    status change: the ETag of the metric history is derived from it.
+    """
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(
+        default=utcnow, server_default=func.now(), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(200), index=True)
+    tags: Mapped[list[str]] = mapped_column(JSONDocument, default=list, server_default=text("'[]'"))
+    task: Mapped[str] = mapped_column(String(20))
+    external: Mapped[bool] = mapped_column(default=False, server_default=false())
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    queue: Mapped[str | None] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="RESTRICT"), index=True
+    )
+    val_dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="RESTRICT"), index=True
+    )
+    #: Inline training data as an ``.npz`` archive (X, y, optional X_val, y_val, groups).
+    inline_data: Mapped[bytes | None] = mapped_column(
+        LargeBinary, deferred=True, deferred_raiseload=True
+    )
+    epoch: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    total_epochs: Mapped[int | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
+    metrics_seq: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    worker: Mapped[str | None] = mapped_column(String(200))
+    device: Mapped[str | None] = mapped_column(String(50))
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    n_features: Mapped[int | None]
+    #: ``torch.save`` of the trained ``state_dict`` (CPU tensors).
+    state_dict: Mapped[bytes | None] = mapped_column(
+        LargeBinary, deferred=True, deferred_raiseload=True
+    )
+    evaluation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("evaluations.id", ondelete="SET NULL"), index=True
+    )
+
+    evaluation: Mapped[Evaluation | None] = relationship(lazy="raise")
+    dataset: Mapped[Dataset | None] = relationship(foreign_keys=[dataset_id], lazy="raise")
+    metrics: Mapped[list[RunMetric]] = relationship(
+        back_populates="run", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ({})".format(", ".join(f"'{s}'" for s in RUN_STATUSES)), name="status"
+        ),
+        CheckConstraint("task IN ('binary', 'multiclass', 'regression')", name="task"),
+        # The reaper's query: running runs by heartbeat age.
+        Index("ix_runs_status_heartbeat_at", "status", "heartbeat_at"),
+        Index(
+            "ix_runs_tags",
+            "tags",
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
+            info={"only_on": "postgresql"},
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, status={self.status!r}, name={self.name!r})"
+
+
+class RunMetric(Base):
+    """One value of one metric of a run at one step (an epoch for runs trained here).
+
+    Unique on ``(run_id, name, step)``: writes are upserts, so a retried write never duplicates.
+    That constraint's index also serves the history queries (``WHERE run_id = ? AND name IN
+    (...) AND step > ?``). ``value`` is NULL where the metric was undefined, never NaN.
+    """
+
+    __tablename__ = "run_metrics"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(250))
+    step: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float | None]
+    timestamp: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="metrics", lazy="raise")
+
+    __table_args__ = (UniqueConstraint("run_id", "name", "step"),)

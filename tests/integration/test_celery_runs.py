@@ -1,0 +1,268 @@
+"""Real components end to end: the API (TestClient, with its lifespan: Celery dispatcher and
+reaper) + PostgreSQL + Redis + a Celery worker process started here with ``evalserve worker``.
+
+Each test stack uses its own queue names, so parallel test sessions sharing the Redis server do
+not steal each other's jobs. Redis and PostgreSQL missing: skipped locally, failed when
+``CI=true`` (as tests/conftest.py does for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+
+pytestmark = pytest.mark.integration
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def _redis() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        reason = f"Redis is not reachable at {REDIS_URL}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}\nCI must start Redis before the tests.", pytrace=False)
+        pytest.skip(reason)
+    return client
+
+
+def _forget_queues(client: redis.Redis, queues: set[str]) -> None:
+    """Delete this stack's queues and its unacknowledged messages (left by a killed worker)."""
+    client.delete(*queues)
+    for tag, raw in client.hgetall("unacked").items():
+        try:
+            routing_key = json.loads(raw)[2]
+        except (ValueError, IndexError, TypeError):
+            continue
+        if routing_key in queues:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
+
+
+Stack = tuple[Settings, dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def database_url(make_postgres_database: Callable[..., str]) -> str:
+    return make_postgres_database()
+
+
+@pytest.fixture(scope="module")
+def make_stack(database_url: str) -> Iterator[Callable[[], Stack]]:
+    """``make_stack() -> (settings, worker environment)`` with fresh queue names."""
+    client = _redis()
+    queues: set[str] = set()
+
+    def make() -> Stack:
+        prefix = f"evalserve-test-{uuid.uuid4().hex[:12]}"
+        fast = {
+            "heartbeat_interval_s": "0.2",
+            "heartbeat_timeout_s": "2",
+            "reaper_interval_s": "0.3",
+        }
+        env = {
+            "EVALSERVE_DATABASE_URL": database_url,
+            "EVALSERVE_BROKER_URL": REDIS_URL,
+            "EVALSERVE_GPU_QUEUE": f"{prefix}.gpu",
+            "EVALSERVE_CPU_QUEUE": f"{prefix}.cpu",
+            **{f"EVALSERVE_{k.upper()}": v for k, v in fast.items()},
+        }
+        queues.update({env["EVALSERVE_GPU_QUEUE"], env["EVALSERVE_CPU_QUEUE"]})
+        settings = Settings(
+            database_url=database_url,
+            broker_url=REDIS_URL,
+            gpu_queue=env["EVALSERVE_GPU_QUEUE"],
+            cpu_queue=env["EVALSERVE_CPU_QUEUE"],
+            **fast,  # type: ignore[arg-type]
+        )
+        return settings, env
+
+    yield make
+    _forget_queues(client, queues)
+    client.close()
+
+
+class Worker:
+    """``python -m app.cli worker --pool solo`` (= ``evalserve worker``) in a subprocess."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        command = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "info",
+            "--hostname",
+            self.name,
+        ]
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 90
+        while b" ready." not in log_path.read_bytes():
+            assert self.process.poll() is None, f"worker exited:\n{self.tail()}"
+            assert time.monotonic() < deadline, f"worker not ready:\n{self.tail()}"
+            time.sleep(0.1)
+
+    def tail(self) -> str:
+        return self.log_path.read_bytes()[-4000:].decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def celery_client(
+    make_stack: Callable[[], Stack], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The API and one worker, sharing a PostgreSQL database and a pair of queues."""
+    settings, env = make_stack()
+    worker = Worker(env, tmp_path_factory.mktemp("celery") / "worker.log")
+    try:
+        with TestClient(create_app(settings)) as client:
+            client.worker = worker  # type: ignore[attr-defined]
+            yield client
+    finally:
+        worker.stop()
+
+
+def run_body(**overrides: Any) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    body: dict[str, Any] = {
+        "task": "binary",
+        "name": "celery-run",
+        "data": {"X": X.tolist(), "y": (X[:, 0] - X[:, 2] > 0).astype(int).tolist()},
+        "model": {"hidden": [16]},
+        "epochs": 5,
+        "batch_size": 32,
+        "device": "cpu",
+    }
+    body.update(overrides)
+    return body
+
+
+def wait_for(client: TestClient, run_id: str, done: Callable[[dict], bool], worker: Worker) -> dict:
+    deadline = time.monotonic() + 90
+    while not done(run := client.get(f"/v1/runs/{run_id}").json()):
+        assert time.monotonic() < deadline, f"{run}\n--- worker log ---\n{worker.tail()}"
+        time.sleep(0.1)
+    return dict(run)
+
+
+def test_a_run_trains_on_the_celery_worker_and_a_dashboard_polls_its_history(
+    celery_client: TestClient,
+) -> None:
+    worker: Worker = celery_client.worker  # type: ignore[attr-defined]
+    res = celery_client.post("/v1/runs", json=run_body())
+    assert res.status_code == 202 and res.json()["status"] == "queued"
+    run_id = res.json()["id"]
+
+    # Poll like a dashboard: only what is new (cursor), 304 while nothing changed (ETag).
+    seen: list[dict[str, Any]] = []
+    cursor, etag, not_modified = None, None, 0
+    deadline = time.monotonic() + 90
+    while True:
+        params = {"names": "train_loss,val_loss,roc_auc"} | ({"cursor": cursor} if cursor else {})
+        headers = {"If-None-Match": etag} if etag else {}
+        page = celery_client.get(f"/v1/runs/{run_id}/metrics", params=params, headers=headers)
+        if page.status_code == 304:
+            not_modified += 1
+        else:
+            assert page.status_code == 200, page.text
+            body = page.json()
+            seen += body["items"]
+            cursor, etag = body["next_cursor"] or cursor, page.headers["etag"]
+            if body["status"] in TERMINAL and not body["has_more"]:
+                break
+        assert time.monotonic() < deadline, worker.tail()
+        time.sleep(0.05)
+
+    run = celery_client.get(f"/v1/runs/{run_id}").json()
+    assert run["status"] == "succeeded", f"{run['error']}\n{worker.tail()}"
+    assert run["worker"].startswith("celery:test-") and run["attempts"] == 1
+    assert run["progress"] == {"epoch": 5, "total_epochs": 5} and run["device"] == "cpu"
+    steps: dict[str, list[int]] = {}
+    for m in seen:
+        steps.setdefault(m["name"], []).append(m["step"])
+        assert m["value"] is None or np.isfinite(m["value"])
+    assert steps == {name: [0, 1, 2, 3, 4] for name in ("roc_auc", "train_loss", "val_loss")}
+    assert not_modified > 0  # polls between epochs cost one narrow query and no body
+
+    full = celery_client.get(f"/v1/runs/{run_id}/metrics", params={"limit": 10_000}).json()
+    names = {m["name"] for m in full["items"]}
+    assert {"lr", "epoch_time_s", "samples_per_s", "grad_norm/hidden0", "brier", "ece"} <= names
+    assert celery_client.get(f"/v1/evaluations/{run['evaluation_id']}").status_code == 200
+    pred = celery_client.post(f"/v1/runs/{run_id}/predict", json={"X": [[1.0, 0.0, -1.0, 0.0]]})
+    assert pred.status_code == 200 and pred.json()["labels"] == [1]
+
+
+def test_cancelling_a_run_on_the_celery_worker_stops_it_at_a_batch_boundary(
+    celery_client: TestClient,
+) -> None:
+    worker: Worker = celery_client.worker  # type: ignore[attr-defined]
+    body = run_body(epochs=100_000, batch_size=8)
+    run_id = celery_client.post("/v1/runs", json=body).json()["id"]
+    wait_for(celery_client, run_id, lambda r: r["progress"]["epoch"] >= 2, worker)
+    res = celery_client.post(f"/v1/runs/{run_id}/cancel")
+    assert res.status_code == 202 and res.json()["cancel_requested"]
+    run = wait_for(celery_client, run_id, lambda r: r["status"] in TERMINAL, worker)
+    assert run["status"] == "cancelled" and 2 <= run["progress"]["epoch"] < 100_000
+    assert run["summary"]["stopped"] == "cancelled"
+
+
+def test_a_worker_killed_mid_run_leaves_the_run_failed_by_the_reaper(
+    make_stack: Callable[[], Stack], tmp_path: Path
+) -> None:
+    settings, env = make_stack()  # queues of its own: only the worker killed here serves them
+    worker = Worker(env, tmp_path / "doomed.log")
+    try:
+        with TestClient(create_app(settings)) as client:
+            run_id = client.post("/v1/runs", json=run_body(epochs=100_000, batch_size=8)).json()[
+                "id"
+            ]
+            wait_for(client, run_id, lambda r: r["progress"]["epoch"] >= 1, worker)
+            worker.process.send_signal(signal.SIGKILL)
+            worker.process.wait(timeout=10)
+            run = wait_for(client, run_id, lambda r: r["status"] in TERMINAL, worker)
+    finally:
+        worker.stop()
+    assert run["status"] == "failed"
+    assert "stopped sending heartbeats" in run["error"] and run["finished_at"]
