@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `evalserve serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `evalserve serve` listens on.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level of the API and the workers."
+    )
     max_body_bytes: int = Field(
         512 * 1024 * 1024, gt=0, description="Largest request body accepted (else 413)."
     )
@@ -102,3 +104,17 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def settings_table() -> str:
+    """The README's table of environment variables, generated so it cannot drift."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        default = "unset" if info.default is None else f"`{info.default}`"
+        description = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `EVALSERVE_{name.upper()}` | {default} | {description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
