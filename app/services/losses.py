@@ -27,7 +27,7 @@ def compute_losses(req: LossesOptions, arrays: dict[str, Any]) -> dict[str, Any]
     if arrays.get("y_pred") is None:
         raise InvalidInput("y_pred is required", field="y_pred")
     y_true = loss_targets(arrays["y_true"], req.labels)
-    y_pred = as_float_array(arrays["y_pred"], "y_pred", ndim=(1, 2))
+    y_pred = as_float_array(arrays["y_pred"], "y_pred", ndim=(1, 2, 3, 4))
     weight = arrays.get("sample_weight")
     omega = (
         None

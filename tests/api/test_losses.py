@@ -113,3 +113,49 @@ def test_bad_loss_requests_get_a_422(client: TestClient, payload: dict, field: s
     res = client.post("/v1/losses", json=payload)
     assert res.status_code == 422, res.text
     assert res.json()["field"] == field
+
+
+def test_box_losses_take_boxes_and_name_a_bad_box(client: TestClient) -> None:
+    pred = [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 2.0, 2.0]]
+    target = [[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 3.0, 3.0]]
+    res = client.post(
+        "/v1/losses",
+        json={
+            "y_true": target,
+            "y_pred": pred,
+            "losses": [{"name": "iou", "reduction": "none"}, {"name": "giou"}],
+        },
+    )
+    assert res.status_code == 200, res.text
+    iou, giou = res.json()["losses"]
+    # Second pair: intersection 1, union 7, enclosing box 9.
+    assert iou["value"] == pytest.approx([0.0, 1 - 1 / 7])
+    assert giou["value"] == pytest.approx((0 + (1 - 1 / 7 + (9 - 7) / 9)) / 2, rel=1e-6)
+    bad = client.post(
+        "/v1/losses",
+        json={
+            "y_true": target,
+            "y_pred": [[0.0, 0.0, 10.0, 10.0], [3.0, 0.0, 2.0, 2.0]],
+            "losses": ["giou"],
+        },
+    )
+    assert bad.status_code == 422 and bad.json()["field"] == "y_pred"
+    assert "y_pred[1]" in bad.json()["detail"]
+
+
+def test_segmentation_losses_take_masks(client: TestClient) -> None:
+    target = [[[1, 0], [0, 1]], [[0, 0], [1, 1]]]
+    pred = [[[0.9, 0.2], [0.1, 0.8]], [[0.3, 0.1], [0.7, 0.6]]]
+    res = client.post(
+        "/v1/losses",
+        json={
+            "y_true": target,
+            "y_pred": pred,
+            "losses": [{"name": "tversky", "alpha": 0.5, "beta": 0.5, "smooth": 0.0}],
+        },
+    )
+    assert res.status_code == 200, res.text
+    p, t = np.asarray(pred), np.asarray(target)
+    inter = (p * t).sum(axis=(1, 2))
+    dice = 2 * inter / (p.sum(axis=(1, 2)) + t.sum(axis=(1, 2)))
+    assert res.json()["losses"][0]["value"] == pytest.approx(float(np.mean(1 - dice)), rel=1e-9)

@@ -41,6 +41,17 @@ def _classes_and(scores: Callable[[np.ndarray], np.ndarray]):
     return lambda rng, n: (rng.integers(0, 4, n), scores(rng.normal(0, 2, (n, 4))))
 
 
+def _box_pairs(rng: np.random.Generator, n: int) -> Batch:
+    """xyxy target boxes and predictions near them (overlapping, or not)."""
+    xy, wh = rng.uniform(0, 50, (n, 2)), rng.uniform(1, 20, (n, 2))
+    xy_pred, wh_pred = xy + rng.normal(0, 5, (n, 2)), wh * rng.uniform(0.5, 1.5, (n, 2))
+    return np.hstack([xy, xy + wh]), np.hstack([xy_pred, xy_pred + wh_pred])
+
+
+def _masks(rng: np.random.Generator, n: int) -> Batch:
+    return rng.integers(0, 2, (n, 4, 5)).astype(float), rng.uniform(0, 1, (n, 4, 5))
+
+
 BATCHES: dict[str, Callable[[np.random.Generator, int], Batch]] = {
     "mse": _regression,
     "mae": _regression,
@@ -59,6 +70,19 @@ BATCHES: dict[str, Callable[[np.random.Generator, int], Batch]] = {
     "hinge": _classes_and(lambda s: s),
     "squared_hinge": _classes_and(lambda s: s),
     "kl_div": lambda rng, n: tuple(softmax(rng.normal(0, 2, (2, n, 4)), axis=2)),
+    "iou": _box_pairs,
+    "giou": _box_pairs,
+    "diou": _box_pairs,
+    "ciou": _box_pairs,
+    "sigmoid_focal": _labels_and(lambda rng, n: rng.normal(0, 3, (n, 3))),
+    "varifocal": lambda rng, n: (
+        rng.uniform(0, 1, (n, 3)) * rng.integers(0, 2, (n, 3)),
+        rng.normal(0, 3, (n, 3)),
+    ),
+    "distribution_focal": lambda rng, n: (rng.uniform(0, 7, (n, 4)), rng.normal(0, 2, (n, 4, 8))),
+    "tversky": _masks,
+    "focal_tversky": _masks,
+    "jaccard": _masks,
 }
 NAMES = sorted(LOSSES)
 
@@ -75,7 +99,14 @@ def test_every_registered_loss_has_a_batch_generator_and_vice_versa():
 def test_registry_entry_describes_its_function(name):
     spec = LOSSES[name]
     assert isinstance(spec, LossSpec) and spec.name == name == spec.fn.__name__
-    assert spec.tasks and spec.tasks <= {"binary", "multiclass", "multilabel", "regression"}
+    assert spec.tasks and spec.tasks <= {
+        "binary",
+        "multiclass",
+        "multilabel",
+        "regression",
+        "detection",
+        "segmentation",
+    }
     assert spec.input in {
         "value",
         "log_rate",
@@ -83,6 +114,7 @@ def test_registry_entry_describes_its_function(name):
         "logit",
         "decision",
         "log_probability",
+        "box",
     }
     assert spec.summary and "\n" not in spec.summary
     sig = inspect.signature(spec.fn)

@@ -21,6 +21,8 @@ from app.api.schemas.common import (
 
 CurveName = Literal["roc", "pr", "reliability"]
 Scores = list[float] | list[list[float]]
+#: Loss inputs may be boxes (n, 4), distributions (n, k, bins) or masks (N, [C,] H, W).
+Tensor = Scores | list[list[list[float]]] | list[list[list[list[float]]]]
 
 
 class PenaltySpec(StrictModel):
@@ -136,7 +138,9 @@ class LossesRequest(LossesOptions, BatchArrays):
     """A batch and the losses to compute on it. ``y_pred`` holds the model output the loss
     takes (values, probabilities, logits or log-probabilities, as each loss documents)."""
 
-    y_pred: Scores = Field(description="Model outputs: (n,) or (n, K).")  # type: ignore[assignment]
+    y_pred: Tensor = Field(  # type: ignore[assignment]
+        description="Model outputs: (n,), (n, K), boxes (n, 4), masks (N, [C,] H, W)."
+    )
     y_score: None = Field(None, exclude=True)  # type: ignore[assignment]
 
 

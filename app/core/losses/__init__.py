@@ -17,7 +17,9 @@ from app.core.losses.binary import (
     dice,
     focal,
 )
+from app.core.losses.boxes import BOX_FORMATS, BoxFormat, ciou, diou, giou, iou
 from app.core.losses.categorical import cross_entropy, kl_div, nll
+from app.core.losses.detection import distribution_focal, sigmoid_focal, varifocal
 from app.core.losses.margin import hinge, squared_hinge
 from app.core.losses.penalties import PenalizedLoss, penalized_loss, penalty
 from app.core.losses.registry import (
@@ -38,11 +40,14 @@ from app.core.losses.regression import (
     rmse,
     smooth_l1,
 )
+from app.core.losses.segmentation import focal_tversky, jaccard, tversky
 
 __all__ = [
+    "BOX_FORMATS",
     "LOSSES",
     "PROBABILITY_EPS",
     "REDUCTIONS",
+    "BoxFormat",
     "InputKind",
     "LossSpec",
     "LossValue",
@@ -51,13 +56,20 @@ __all__ = [
     "Task",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "ciou",
     "compute_loss",
     "cross_entropy",
     "dice",
+    "diou",
+    "distribution_focal",
     "focal",
+    "focal_tversky",
     "get_loss",
+    "giou",
     "hinge",
     "huber",
+    "iou",
+    "jaccard",
     "kl_div",
     "log_cosh",
     "mae",
@@ -68,6 +80,9 @@ __all__ = [
     "poisson_nll",
     "quantile",
     "rmse",
+    "sigmoid_focal",
     "smooth_l1",
     "squared_hinge",
+    "tversky",
+    "varifocal",
 ]

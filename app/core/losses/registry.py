@@ -20,7 +20,9 @@ from app.core.losses.binary import (
     dice,
     focal,
 )
+from app.core.losses.boxes import ciou, diou, giou, iou
 from app.core.losses.categorical import cross_entropy, kl_div, nll
+from app.core.losses.detection import distribution_focal, sigmoid_focal, varifocal
 from app.core.losses.margin import hinge, squared_hinge
 from app.core.losses.regression import (
     huber,
@@ -32,15 +34,20 @@ from app.core.losses.regression import (
     rmse,
     smooth_l1,
 )
+from app.core.losses.segmentation import focal_tversky, jaccard, tversky
 from app.errors import InvalidInput
 
-Task: TypeAlias = Literal["binary", "multiclass", "multilabel", "regression"]
-#: What ``y_pred`` must hold (under the default parameters; ``from_logits=True`` switches a
-#: "probability" loss to logits, ``log_input=False`` a "log_rate" loss to rates).
-InputKind: TypeAlias = Literal[
-    "value", "log_rate", "probability", "logit", "decision", "log_probability"
+Task: TypeAlias = Literal[
+    "binary", "multiclass", "multilabel", "regression", "detection", "segmentation"
 ]
-ParamDefault: TypeAlias = float | bool | None
+#: What ``y_pred`` must hold (under the default parameters; ``from_logits=True`` switches a
+#: "probability" loss to logits and ``from_logits=False`` a "logit" loss to probabilities,
+#: ``log_input=False`` a "log_rate" loss to rates). "box": boxes of shape (n, 4) in
+#: ``box_format``.
+InputKind: TypeAlias = Literal[
+    "value", "log_rate", "probability", "logit", "decision", "log_probability", "box"
+]
+ParamDefault: TypeAlias = float | bool | str | None
 LossFn: TypeAlias = Callable[..., LossValue]
 
 
@@ -54,7 +61,8 @@ class LossSpec:
         The registry key.
     fn : callable
         ``fn(y_true, y_pred, *, sample_weight=None, reduction="mean", **params)``.
-    tasks : frozenset of {"binary", "multiclass", "multilabel", "regression"}
+    tasks : frozenset of str
+        Among "binary", "multiclass", "multilabel", "regression", "detection", "segmentation".
     input : str
         What ``y_pred`` holds by default (see :data:`InputKind`).
     params : mapping of str to default
@@ -96,6 +104,8 @@ def _spec(
 _REG: Final[tuple[Task, ...]] = ("regression",)
 _BIN: Final[tuple[Task, ...]] = ("binary", "multilabel")
 _CLS: Final[tuple[Task, ...]] = ("binary", "multiclass")
+_DET: Final[tuple[Task, ...]] = ("detection",)
+_SEG: Final[tuple[Task, ...]] = ("segmentation",)
 
 LOSSES: Final[Mapping[str, LossSpec]] = MappingProxyType(
     {
@@ -127,6 +137,26 @@ LOSSES: Final[Mapping[str, LossSpec]] = MappingProxyType(
             _spec(squared_hinge, _CLS, "decision", "Squared hinge loss (L2-SVM)."),
             _spec(kl_div, ("multiclass",), "probability",
                   "KL divergence of predicted from target distributions."),
+            _spec(iou, _DET, "box", "IoU loss 1 - IoU of paired boxes (torchvision box_iou).",
+                  box_format="xyxy", eps=0.0),
+            _spec(giou, _DET, "box", "Generalized IoU loss (torchvision.ops).",
+                  box_format="xyxy", eps=1e-7),
+            _spec(diou, _DET, "box", "Distance IoU loss (torchvision.ops).",
+                  box_format="xyxy", eps=1e-7),
+            _spec(ciou, _DET, "box", "Complete IoU loss (torchvision.ops).",
+                  box_format="xyxy", eps=1e-7),
+            _spec(sigmoid_focal, _DET, "logit",
+                  "Sigmoid focal loss on logits (torchvision.ops.sigmoid_focal_loss).",
+                  alpha=0.25, gamma=2.0),
+            _spec(varifocal, _DET, "logit", "Varifocal loss on IoU-aware targets (VarifocalNet).",
+                  alpha=0.75, gamma=2.0, iou_weighted=True, from_logits=True),
+            _spec(distribution_focal, _DET, "logit",
+                  "Distribution focal loss over box-distance bins (GFL)."),
+            _spec(tversky, _SEG, "probability", "Tversky loss of soft masks.",
+                  alpha=0.3, beta=0.7, smooth=1.0),
+            _spec(focal_tversky, _SEG, "probability", "Focal Tversky loss of soft masks.",
+                  alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0),
+            _spec(jaccard, _SEG, "probability", "Soft Jaccard (IoU) loss of masks.", smooth=1.0),
         )
     }
 )  # fmt: skip
