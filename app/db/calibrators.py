@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from app.db.models import Calibrator
-from app.db.repositories import check_json_document, has_tag
+from app.db.repositories import check_json_document, has_tag, newest_first_page
 
 
 def create_calibrator(
@@ -71,12 +71,4 @@ def list_calibrators(
         conditions.append(Calibrator.method == method)
     if tag is not None:
         conditions.append(has_tag(session, Calibrator.tags, tag))
-    total = session.scalar(select(func.count()).select_from(Calibrator).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Calibrator)
-        .where(*conditions)
-        .order_by(Calibrator.created_at.desc(), Calibrator.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return list(rows), int(total)
+    return newest_first_page(session, Calibrator, conditions, limit=limit, offset=offset)

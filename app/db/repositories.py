@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.sql.base import ExecutableOption
 from sqlalchemy.sql.expression import type_coerce
 
 from app.db.models import HEADLINE_METRICS, Evaluation
 from app.errors import InvalidInput
 
-__all__ = ["create_evaluation", "get_evaluation", "list_evaluations"]
+__all__ = [
+    "create_evaluation",
+    "get_evaluation",
+    "has_tag",
+    "list_evaluations",
+    "newest_first_page",
+]
+
+T = TypeVar("T")
 
 
 def _headline_columns(headline: Mapping[str, float | None]) -> dict[str, float | None]:
@@ -133,14 +142,31 @@ def list_evaluations(
     if tag is not None:
         conditions.append(has_tag(session, Evaluation.tags, tag))
 
-    total = session.scalar(select(func.count()).select_from(Evaluation).where(*conditions))
+    options = () if include_report else (defer(Evaluation.report, raiseload=True),)
+    return newest_first_page(
+        session, Evaluation, conditions, limit=limit, offset=offset, options=options
+    )
+
+
+def newest_first_page(
+    session: Session,
+    model: type[T],
+    conditions: Sequence[ColumnElement[bool]] = (),
+    *,
+    limit: int,
+    offset: int,
+    options: Sequence[ExecutableOption] = (),
+) -> tuple[list[T], int]:
+    """One page of ``model`` rows matching ``conditions``, newest first (ties broken by id,
+    descending, so pages are stable), and the total number of matches."""
+    table: Any = model
+    total = session.scalar(select(func.count()).select_from(model).where(*conditions))
     query = (
-        select(Evaluation)
+        select(model)
         .where(*conditions)
-        .order_by(Evaluation.created_at.desc(), Evaluation.id.desc())
+        .order_by(table.created_at.desc(), table.id.desc())
         .limit(limit)
         .offset(offset)
+        .options(*options)
     )
-    if not include_report:
-        query = query.options(defer(Evaluation.report, raiseload=True))
     return list(session.scalars(query)), int(total or 0)

@@ -13,13 +13,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
 from app.db.base import utcnow
 from app.db.models import Dataset, Run, RunMetric
-from app.db.repositories import has_tag
+from app.db.repositories import has_tag, newest_first_page
 
 __all__ = [
     "MetricRow",
@@ -78,14 +78,7 @@ def get_dataset(session: Session, dataset_id: str, *, with_content: bool = False
 
 def list_datasets(session: Session, *, limit: int, offset: int) -> tuple[list[Dataset], int]:
     """One page of datasets, newest first, and the total count."""
-    total = session.scalar(select(func.count()).select_from(Dataset))
-    query = (
-        select(Dataset)
-        .order_by(Dataset.created_at.desc(), Dataset.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(session.scalars(query)), int(total or 0)
+    return newest_first_page(session, Dataset, limit=limit, offset=offset)
 
 
 # -- runs ------------------------------------------------------------------------------------------
@@ -133,15 +126,7 @@ def list_runs(
         conditions.append(Run.name == name)
     if tag is not None:
         conditions.append(has_tag(session, Run.tags, tag))
-    total = session.scalar(select(func.count()).select_from(Run).where(*conditions))
-    query = (
-        select(Run)
-        .where(*conditions)
-        .order_by(Run.created_at.desc(), Run.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(session.scalars(query)), int(total or 0)
+    return newest_first_page(session, Run, conditions, limit=limit, offset=offset)
 
 
 def queued_run_ids(session: Session, *, limit: int = 1000) -> list[str]:
