@@ -7,7 +7,7 @@ every ranking metric, curve, operating point and calibration bin reuses that sor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,6 @@ class ReportOptions:
     max_curve_points: int = 1000
     n_bins: int = 15
     binning: Binning = "uniform"
-    warnings: list[dict[str, str]] = field(default_factory=list)
     #: Per-group slices: column name -> one group label per row.
     groups: Mapping[str, Any] | None = None
     #: The k most confident wrong predictions (binary / multiclass), with optional row ids.
@@ -54,7 +53,7 @@ def evaluate(batch: Batch, options: ReportOptions | None = None) -> dict[str, An
     """
     opts = options or ReportOptions()
     ctx = EvalContext(batch, threshold=opts.threshold, n_bins=opts.n_bins, binning=opts.binning)
-    warnings: list[dict[str, str]] = list(opts.warnings)
+    warnings: list[dict[str, str]] = []
     report: dict[str, Any] = {"task": batch.task, "n_samples": batch.n}
 
     metrics: dict[str, float | None] = {}
@@ -92,14 +91,19 @@ def evaluate(batch: Batch, options: ReportOptions | None = None) -> dict[str, An
             binning=opts.binning,
         )
     if opts.bootstrap is not None:
-        report["intervals"] = _intervals(batch, opts)
+        report["intervals"] = _intervals(batch, opts, *opts.bootstrap)
     report["warnings"] = warnings
     return report
 
 
-def _intervals(batch: Batch, opts: ReportOptions) -> dict[str, Any]:
-    assert opts.bootstrap is not None
-    n_resamples, confidence, seed, requested = opts.bootstrap
+def _intervals(
+    batch: Batch,
+    opts: ReportOptions,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+    requested: list[tuple[str, dict[str, Any]]] | None,
+) -> dict[str, Any]:
     if requested is None:
         # By default, intervals for the report's metrics that resample in vectorized form;
         # others (one-vs-one AUC, per-row averages) cost a full evaluation per resample.
@@ -219,7 +223,7 @@ def _confusion(ctx: EvalContext) -> dict[str, Any]:
         "labels": labels,
         "counts": cm,
         "normalized": {
-            norm: _nan_to_none(clf.normalize_confusion(cm, norm))
+            norm: _nonfinite_to_none(clf.normalize_confusion(cm, norm))
             for norm in ("true", "pred", "all")
         },
     }
@@ -274,7 +278,7 @@ def _roc(r: ranking.BinaryRanking, max_points: int) -> dict[str, Any]:
     except UndefinedMetricError:
         area = None
     fpr, tpr, thr = ranking.downsample_curve(fpr, tpr, thr, max_points)
-    return {"fpr": fpr, "tpr": tpr, "thresholds": _inf_to_none(thr), "auc": area}
+    return {"fpr": fpr, "tpr": tpr, "thresholds": _nonfinite_to_none(thr), "auc": area}
 
 
 def _pr(r: ranking.BinaryRanking, max_points: int) -> dict[str, Any]:
@@ -290,7 +294,7 @@ def _pr(r: ranking.BinaryRanking, max_points: int) -> dict[str, Any]:
     return {
         "precision": precision,
         "recall": recall,
-        "thresholds": _nan_to_none(thr_full),
+        "thresholds": _nonfinite_to_none(thr_full),
         "average_precision": ap,
     }
 
@@ -301,20 +305,16 @@ def _reliability(ctx: EvalContext) -> dict[str, Any]:
     return {
         "edges": bins.edges,
         "count": bins.count,
-        "mean_confidence": _nan_to_none(np.where(filled, bins.mean_confidence, np.nan)),
-        "observed_frequency": _nan_to_none(np.where(filled, bins.observed_frequency, np.nan)),
+        "mean_confidence": _nonfinite_to_none(np.where(filled, bins.mean_confidence, np.nan)),
+        "observed_frequency": _nonfinite_to_none(np.where(filled, bins.observed_frequency, np.nan)),
     }
 
 
-def _nan_to_none(a: Any) -> Any:
+def _nonfinite_to_none(a: Any) -> Any:
     arr = np.asarray(a, dtype=np.float64)
     if np.isfinite(arr).all():
         return arr
     return np.where(np.isfinite(arr), arr, None).tolist()
-
-
-def _inf_to_none(a: Any) -> Any:
-    return _nan_to_none(a)
 
 
 def headline(report: Mapping[str, Any]) -> dict[str, float | None]:

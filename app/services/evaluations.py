@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.api.schemas.common import ParamSpec
 from app.api.schemas.evaluations import EvaluationOptions
 from app.core.batch import make_batch
-from app.core.report import ReportOptions, evaluate, headline
+from app.core.report import CURVES, ReportOptions, evaluate, headline
 from app.db import repositories
 from app.db.models import HEADLINE_METRICS, Evaluation
 
@@ -45,7 +45,7 @@ def compute_report(options: EvaluationOptions, arrays: dict[str, Any], max_point
             losses=named_params(options.losses),
             penalty=None if penalty is None else (penalty.weights, penalty.l1, penalty.l2),
             threshold=options.threshold,
-            curves=("roc", "pr", "reliability") if curves is True else (curves or ()),
+            curves=CURVES if curves is True else (curves or ()),
             max_curve_points=options.max_curve_points or max_points,
             n_bins=options.n_bins,
             binning=options.binning,
