@@ -20,12 +20,17 @@ def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_db(settings: SettingsDep) -> Iterator[Session]:
+def get_db(request: Request, settings: SettingsDep) -> Iterator[Session]:
     """A session per request: committed when the route returns, rolled back if it raises.
 
-    A database outage surfaces as a 503 problem, never as the driver's text.
+    Requests with unsafe methods get a write session (on SQLite it waits for the write lock
+    instead of failing when another writer got in between). A database outage surfaces as a
+    503 problem, never as the driver's text.
     """
-    yield from get_session(settings)
+    yield from get_session(settings, write=request.method not in _SAFE_METHODS)
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # scope="function": the commit happens before the response is sent, so a failed commit can

@@ -42,7 +42,9 @@ json_dumps = functools.partial(json.dumps, allow_nan=False, ensure_ascii=False)
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
-_sessionmakers: dict[str, sessionmaker[Session]] = {}
+_sessionmakers: dict[tuple[str, bool], sessionmaker[Session]] = {}
+#: Execution option that makes a SQLite transaction begin IMMEDIATE.
+_WRITE_OPTION = "evalserve_write"
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -86,7 +88,12 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY
+        # when another writer committed in between (a stale snapshot; busy_timeout cannot
+        # help), e.g. a cancel request racing the in-process runner's metric writes. Sessions
+        # that mean to write take the lock up front (BEGIN IMMEDIATE) and wait their turn.
+        immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _create_engine(settings: Settings) -> Engine:
@@ -140,18 +147,23 @@ def get_engine(settings: Settings | str | None = None) -> Engine:
         return engine
 
 
-def get_sessionmaker(settings: Settings | str | None = None) -> sessionmaker[Session]:
+def get_sessionmaker(
+    settings: Settings | str | None = None, *, write: bool = False
+) -> sessionmaker[Session]:
     """The session factory bound to :func:`get_engine`'s engine, cached per URL.
 
+    ``write=True`` sessions begin with ``BEGIN IMMEDIATE`` on SQLite (no effect elsewhere):
+    see the "begin" hook. The connection is still checked out lazily, at first use.
     ``expire_on_commit=False`` keeps loaded rows readable after the commit, when the API turns
     them into response bodies.
     """
     engine = get_engine(settings)
-    key = engine.url.render_as_string(hide_password=False)
+    key = (engine.url.render_as_string(hide_password=False), write)
     with _lock:
         factory = _sessionmakers.get(key)
         if factory is None:
-            factory = _sessionmakers[key] = sessionmaker(bind=engine, expire_on_commit=False)
+            bind = engine.execution_options(**{_WRITE_OPTION: True}) if write else engine
+            factory = _sessionmakers[key] = sessionmaker(bind=bind, expire_on_commit=False)
         return factory
 
 
@@ -162,24 +174,29 @@ def dispose_engines(url: str | URL | None = None) -> None:
         keys = list(_engines) if key is None else [key]
         engines = [_engines.pop(k) for k in keys if k in _engines]
         for k in keys:
-            _sessionmakers.pop(k, None)
+            _sessionmakers.pop((k, False), None)
+            _sessionmakers.pop((k, True), None)
     for engine in engines:
         engine.dispose()
 
 
 @contextmanager
 def session_scope(
-    settings: Settings | str | None = None, *, factory: sessionmaker[Session] | None = None
+    settings: Settings | str | None = None,
+    *,
+    factory: sessionmaker[Session] | None = None,
+    write: bool = True,
 ) -> Iterator[Session]:
     """A session in a transaction: committed if the block succeeds, rolled back if it raises.
 
     ``settings`` is as for :func:`get_engine`; ``factory`` replaces the default session
-    factory (tests bind one to a rolled-back connection). A lost or unreachable database, a
+    factory (tests bind one to a rolled-back connection); ``write=False`` marks a read-only
+    scope, which on SQLite does not take the write lock. A lost or unreachable database, a
     lock timeout or an exhausted pool (``OperationalError``, pool ``TimeoutError``) becomes
     :class:`ServiceUnavailable` (503, retryable), without the driver's message, which may name
     hosts and users; the original stays chained as ``__cause__`` for the logs.
     """
-    factory = factory or get_sessionmaker(settings)
+    factory = factory or get_sessionmaker(settings, write=write)
     try:
         with factory.begin() as session:
             yield session
@@ -188,10 +205,13 @@ def session_scope(
 
 
 def get_session(
-    settings: Settings | str | None = None, *, factory: sessionmaker[Session] | None = None
+    settings: Settings | str | None = None,
+    *,
+    factory: sessionmaker[Session] | None = None,
+    write: bool = True,
 ) -> Generator[Session, None, None]:
     """Generator form of :func:`session_scope`, for a FastAPI dependency with ``yield``."""
-    with session_scope(settings, factory=factory) as session:
+    with session_scope(settings, factory=factory, write=write) as session:
         yield session
 
 

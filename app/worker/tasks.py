@@ -274,7 +274,7 @@ def execute_run(
 ) -> Outcome:
     """Train the run ``run_id`` if it is still queued; returns what became of it."""
     settings = settings or get_settings()
-    factory = get_sessionmaker(settings)
+    factory = get_sessionmaker(settings, write=True)
     with session_scope(factory=factory) as session:
         attempt = repo.claim_run(session, run_id, worker=worker or worker_name(), now=utcnow())
     if attempt is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -209,3 +210,59 @@ def test_unreachable_postgresql_is_unavailable_not_a_crash() -> None:
 
 def test_ping_is_true_for_a_live_database(db_engine: Engine) -> None:
     assert ping(db_engine) is True
+
+
+def _sqlite_with_one_evaluation(tmp_path: Path) -> tuple[Settings, str]:
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/race.db", db_pool_timeout_s=5)
+    upgrade_to_head(settings.database_url)
+    with session_scope(settings) as session:
+        row = create_evaluation(
+            session, task="binary", n_samples=1, report={}, headline={"accuracy": 0.5}
+        )
+        return settings, row.id
+
+
+def test_a_deferred_sqlite_transaction_cannot_write_after_another_writer_committed(
+    tmp_path: Path,
+) -> None:
+    # Why write sessions begin IMMEDIATE: the stale-snapshot failure is immediate, not a wait.
+    settings, eid = _sqlite_with_one_evaluation(tmp_path)
+    try:
+        with pytest.raises(ServiceUnavailable), session_scope(settings, write=False) as first:
+            first.get(Evaluation, eid)  # a read: the transaction has a snapshot now
+            with session_scope(settings) as second:
+                second.get(Evaluation, eid).accuracy = 0.7  # type: ignore[union-attr]
+            first.get(Evaluation, eid).accuracy = 0.9  # type: ignore[union-attr]
+            first.flush()
+    finally:
+        dispose_engines(settings.database_url)
+
+
+def test_sqlite_write_sessions_wait_for_each_other_instead_of_failing(tmp_path: Path) -> None:
+    settings, eid = _sqlite_with_one_evaluation(tmp_path)
+    errors: list[BaseException] = []
+
+    def other_writer() -> None:
+        try:
+            with session_scope(settings) as session:
+                row = session.get(Evaluation, eid)
+                assert row is not None
+                row.accuracy = (row.accuracy or 0) + 0.1
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        with session_scope(settings) as first:
+            row = first.get(Evaluation, eid)  # takes the write lock (BEGIN IMMEDIATE)
+            assert row is not None
+            thread = threading.Thread(target=other_writer)
+            thread.start()
+            thread.join(timeout=0.3)  # it is waiting for our lock, not failing
+            assert thread.is_alive() and not errors
+            row.accuracy = 0.2
+        thread.join(timeout=10)
+        assert not errors
+        with session_scope(settings, write=False) as check:
+            assert check.get(Evaluation, eid).accuracy == pytest.approx(0.3)  # type: ignore[union-attr]
+    finally:
+        dispose_engines(settings.database_url)
