@@ -213,7 +213,7 @@ def upsert_metrics(session: Session, run_id: str, rows: Iterable[MetricRow]) -> 
     elif dialect == "sqlite":
         statement = sqlite.insert(RunMetric).values(values)
     else:
-        raise NotImplementedError(f"metric upsert not implemented for {dialect}")
+        raise RuntimeError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
     upsert = statement.on_conflict_do_update(
         index_elements=["run_id", "name", "step"],
         set_={"value": statement.excluded.value, "timestamp": statement.excluded.timestamp},
