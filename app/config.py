@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         False, description="Re-queue runs of dead workers (up to max_run_attempts) not fail them."
     )
     max_run_attempts: int = Field(3, ge=1, description="Deliveries of one run before it fails.")
+    redispatch_queued_after_s: float = Field(
+        900.0,
+        gt=0,
+        description="Celery mode: a run still queued this long after it was sent is sent again "
+        "(its message may never have reached the broker); a duplicate delivery does nothing.",
+    )
     events_poll_interval_s: float = Field(
         0.5, gt=0, description="How often /v1/runs/{id}/events reads new metrics."
     )

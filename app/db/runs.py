@@ -293,6 +293,36 @@ def request_cancel(session: Session, run_id: str) -> bool:
     )
 
 
+# -- dispatching ---------------------------------------------------------------------------------
+def mark_dispatched(session: Session, run_id: str, *, now: datetime) -> bool:
+    """Record that a queued run's id was handed to the broker."""
+    return _update(session, Run.id == run_id, Run.status == "queued", dispatched_at=now)
+
+
+def undelivered_runs(
+    session: Session, *, cutoff: datetime
+) -> list[Row[str, str | None, datetime | None]]:
+    """``(id, queue, dispatched_at)`` of internal runs still queued although created and last
+    sent before ``cutoff``: their message may never have reached the broker."""
+    query = select(Run.id, Run.queue, Run.dispatched_at).where(
+        Run.status == "queued",
+        Run.external.is_(False),
+        Run.cancel_requested.is_(False),
+        Run.created_at < cutoff,
+        or_(Run.dispatched_at.is_(None), Run.dispatched_at < cutoff),
+    )
+    return list(session.execute(query).all())
+
+
+def claim_redispatch(
+    session: Session, run_id: str, *, seen: datetime | None, now: datetime
+) -> bool:
+    """Take the right to send ``run_id`` again: one conditional UPDATE, so of several reapers
+    that saw the same ``dispatched_at`` exactly one sends it."""
+    unchanged = Run.dispatched_at.is_(None) if seen is None else Run.dispatched_at == seen
+    return _update(session, Run.id == run_id, Run.status == "queued", unchanged, dispatched_at=now)
+
+
 # -- reaping ---------------------------------------------------------------------------------------
 def stale_runs(session: Session, *, cutoff: datetime) -> list[Row[str, datetime | None, int]]:
     """``(id, heartbeat_at, attempts)`` of internal running runs whose heartbeat is older than

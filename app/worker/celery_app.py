@@ -103,6 +103,8 @@ class CeleryDispatcher:
                 retry=True,
                 retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
             )
+            with session_scope(self.settings) as session:
+                repo.mark_dispatched(session, run_id, now=utcnow())
         except Exception:
             log.exception("run %s: could not be sent to the broker", run_id)
             with session_scope(self.settings) as session:

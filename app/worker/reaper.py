@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def reap_once(settings: Settings, dispatcher: Dispatcher | None = None) -> list[tuple[str, str]]:
-    """One pass; returns ``(run_id, "failed" | "requeued")`` for each run acted on."""
+    """One pass; returns ``(run_id, "failed" | "requeued" | "redispatched")`` for each run
+    acted on."""
     now = utcnow()
     timeout = settings.heartbeat_timeout_s
     with session_scope(settings) as session:
@@ -49,6 +50,8 @@ def reap_once(settings: Settings, dispatcher: Dispatcher | None = None) -> list[
             if repo.reap_run(session, run_id, seen_heartbeat=seen, error=error, now=now):
                 actions.append((run_id, "failed"))
                 log.warning("run %s: %s", run_id, error)
+    if dispatcher is not None and settings.broker_url:
+        actions += _redispatch_undelivered(settings, dispatcher)
     if dispatcher is not None:
         for run_id, action in actions:
             if action == "requeued":
@@ -57,6 +60,24 @@ def reap_once(settings: Settings, dispatcher: Dispatcher | None = None) -> list[
                     queue = None if run is None else run.queue
                 dispatcher.enqueue(run_id, queue)
     return actions
+
+
+def _redispatch_undelivered(settings: Settings, dispatcher: Dispatcher) -> list[tuple[str, str]]:
+    """Send again the runs still queued long after they were sent (Celery mode): the API may
+    have died between committing a run and handing its id to the broker."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=settings.redispatch_queued_after_s)
+    with session_scope(settings, write=False) as session:
+        waiting = repo.undelivered_runs(session, cutoff=cutoff)
+    sent: list[tuple[str, str]] = []
+    for run_id, queue, seen in waiting:
+        with session_scope(settings) as session:
+            won = repo.claim_redispatch(session, run_id, seen=seen, now=now)
+        if won:
+            log.warning("run %s: still queued after it was sent; sending it again", run_id)
+            dispatcher.enqueue(run_id, queue)
+            sent.append((run_id, "redispatched"))
+    return sent
 
 
 class Reaper:

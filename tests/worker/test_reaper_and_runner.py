@@ -132,3 +132,43 @@ def test_stopping_the_local_runner_interrupts_a_running_fit(
         runner.stop()
     status, error = _status(settings, run_id)
     assert status == "failed" and "shut down" in (error or "")
+
+
+def _age(settings: Settings, run_id: str, *, created_s: float, dispatched_s: float | None) -> None:
+    now = utcnow()
+    dispatched = None if dispatched_s is None else now - timedelta(seconds=dispatched_s)
+    with session_scope(settings) as session:
+        session.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(created_at=now - timedelta(seconds=created_s), dispatched_at=dispatched)
+        )
+
+
+def test_runs_whose_message_never_reached_the_broker_are_sent_again_once(
+    settings: Settings, make_run: Callable[..., str]
+) -> None:
+    celery = settings.model_copy(
+        update={"broker_url": "redis://127.0.0.1:6379/0", "redispatch_queued_after_s": 60}
+    )
+    lost, slow, fresh, young = make_run(), make_run(), make_run(), make_run()
+    _age(settings, lost, created_s=600, dispatched_s=None)  # the API died before sending
+    _age(settings, slow, created_s=600, dispatched_s=300)  # sent long ago, still waiting
+    _age(settings, fresh, created_s=600, dispatched_s=5)  # sent again recently
+    _age(settings, young, created_s=5, dispatched_s=None)  # the API is sending it right now
+    dispatcher = RecordingDispatcher()
+    first = [a for a in reap_once(celery, dispatcher) if a[1] == "redispatched"]
+    assert sorted(r for r, _ in first) == sorted([lost, slow])
+    assert sorted(r for r, _ in dispatcher.sent) == sorted([lost, slow])
+    # The send is recorded: the next pass (this or another reaper) does not send them again.
+    assert [a for a in reap_once(celery, dispatcher) if a[1] == "redispatched"] == []
+    assert len(dispatcher.sent) == 2
+
+
+def test_the_in_process_runner_does_not_redispatch(
+    settings: Settings, make_run: Callable[..., str]
+) -> None:
+    run_id = make_run()
+    _age(settings, run_id, created_s=3600, dispatched_s=None)
+    dispatcher = RecordingDispatcher()
+    assert reap_once(settings, dispatcher) == [] and dispatcher.sent == []
