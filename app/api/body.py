@@ -62,6 +62,24 @@ def parse_json(model: type[M], body: bytes) -> M:
     return model.model_validate_json(body)
 
 
+async def read_json_bytes(request: Request, max_bytes: int) -> bytes:
+    """The raw body of a JSON-only route (415 for another content type, 413 if too large)."""
+    ensure_media_type(media_type(request), (JSON_MEDIA_TYPE,))
+    return await read_body(request, max_bytes)
+
+
+async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
+    """A JSON-only route's body, validated as ``model`` off the event loop."""
+    body = await read_json_bytes(request, max_bytes)
+    return await run_in_threadpool(parse_json, model, body)
+
+
+def json_body_doc(model_name: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads a JSON body of ``model_name`` by hand."""
+    schema = {"$ref": f"#/components/schemas/{model_name}"}
+    return {"requestBody": {"required": True, "content": {JSON_MEDIA_TYPE: {"schema": schema}}}}
+
+
 def query_options(request: Request) -> dict[str, Any]:
     """Options posted as query parameters beside an Arrow body.
 

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from app import plots
@@ -14,14 +15,22 @@ _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def json_response(
-    content: Any, *, status_code: int = 200, headers: dict[str, str] | None = None
+    content: Any,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    background: BackgroundTask | None = None,
 ) -> Response:
-    """orjson-encoded JSON; numpy arrays are written directly, NaN/inf would become null."""
+    """orjson-encoded JSON; numpy arrays are written directly, NaN/inf would become null.
+
+    ``background`` runs after the response is sent (after the request's commit).
+    """
     return Response(
         orjson.dumps(content, option=_OPTS),
         status_code=status_code,
         media_type="application/json",
         headers=headers,
+        background=background,
     )
 
 

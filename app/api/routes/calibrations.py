@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.api.body import JSON_MEDIA_TYPE, ensure_media_type, media_type, parse_json, read_body
+from app.api.body import json_body_doc, read_json
 from app.api.deps import SessionDep, SettingsDep
 from app.api.responses import PROBLEM_RESPONSES, json_response, plot_response
 from app.api.schemas.calibrations import ApplyRequest, CalibrationRequest
@@ -22,23 +22,6 @@ from app.services.arrays import check_row_limit
 router = APIRouter(prefix="/v1/calibrations", tags=["calibrations"])
 
 
-def _json_body(model_name: str) -> dict[str, object]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model_name}"}}
-            },
-        }
-    }
-
-
-async def _read(request: Request, settings: SettingsDep, model: type) -> object:
-    ensure_media_type(media_type(request), (JSON_MEDIA_TYPE,))
-    body = await read_body(request, settings.max_body_bytes)
-    return await run_in_threadpool(parse_json, model, body)
-
-
 def _get(session: SessionDep, calibrator_id: str) -> Calibrator:
     row = repo.get_calibrator(session, calibrator_id)
     if row is None:
@@ -50,12 +33,12 @@ def _get(session: SessionDep, calibrator_id: str) -> Calibrator:
     "",
     summary="Fit a calibrator on a labelled batch",
     responses=PROBLEM_RESPONSES,
-    openapi_extra=_json_body("CalibrationRequest"),
+    openapi_extra=json_body_doc("CalibrationRequest"),
 )
 async def create_calibration(
     request: Request, settings: SettingsDep, session: SessionDep
 ) -> Response:
-    req: CalibrationRequest = await _read(request, settings, CalibrationRequest)  # type: ignore[assignment]
+    req = await read_json(request, CalibrationRequest, settings.max_body_bytes)
     check_row_limit({"y_true": req.y_true}, settings.max_rows)
     response, _ = await run_in_threadpool(service.fit, req)
     if req.persist:
@@ -69,13 +52,13 @@ async def create_calibration(
     "/{calibrator_id}/apply",
     summary="Calibrated probabilities from a stored calibrator",
     responses=PROBLEM_RESPONSES,
-    openapi_extra=_json_body("ApplyRequest"),
+    openapi_extra=json_body_doc("ApplyRequest"),
 )
 async def apply_calibration(
     calibrator_id: str, request: Request, settings: SettingsDep, session: SessionDep
 ) -> Response:
     row = await run_in_threadpool(_get, session, calibrator_id)
-    req: ApplyRequest = await _read(request, settings, ApplyRequest)  # type: ignore[assignment]
+    req = await read_json(request, ApplyRequest, settings.max_body_bytes)
     check_row_limit({"y_true": req.y_score}, settings.max_rows)
     return json_response(await run_in_threadpool(service.apply, row, req))
 

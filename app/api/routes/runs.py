@@ -14,9 +14,9 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
-from app.api.body import JSON_MEDIA_TYPE, ensure_media_type, media_type, parse_json, read_body
+from app.api.body import json_body_doc, read_json, read_json_bytes
 from app.api.deps import SessionDep, SettingsDep
-from app.api.responses import PROBLEM_RESPONSES
+from app.api.responses import PROBLEM_RESPONSES, json_response
 from app.api.schemas.common import Name, Page, Tag
 from app.api.schemas.runs import (
     MetricBatch,
@@ -48,51 +48,25 @@ def get_dispatcher(request: Request) -> Dispatcher:
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
-def _json(
-    content: Any,
-    status_code: int = 200,
-    headers: dict[str, str] | None = None,
-    background: BackgroundTask | None = None,
-) -> Response:
-    return Response(
-        orjson.dumps(content, option=_OPTS),
-        status_code=status_code,
-        media_type="application/json",
-        headers=headers,
-        background=background,
-    )
-
-
-def _body_doc(model: str) -> dict[str, Any]:
-    schema = {"$ref": f"#/components/schemas/{model}"}
-    return {"requestBody": {"required": True, "content": {JSON_MEDIA_TYPE: {"schema": schema}}}}
-
-
-async def _read_json(request: Request, max_bytes: int) -> bytes:
-    ensure_media_type(media_type(request), (JSON_MEDIA_TYPE,))
-    return await read_body(request, max_bytes)
-
-
 @router.post(
     "",
     status_code=202,
     summary="Submit a training run",
     response_model=RunRead,
     responses=PROBLEM_RESPONSES,
-    openapi_extra=_body_doc("RunCreate"),
+    openapi_extra=json_body_doc("RunCreate"),
 )
 async def create_run(
     request: Request, settings: SettingsDep, session: SessionDep, dispatcher: DispatcherDep
 ) -> Response:
-    body = await _read_json(request, settings.max_body_bytes)
-    spec = await run_in_threadpool(parse_json, RunCreate, body)
+    spec = await read_json(request, RunCreate, settings.max_body_bytes)
     run = await run_in_threadpool(service.create_run, session, spec, settings)
     # Sent after the response, i.e. after the request's transaction has committed: a run whose
     # transaction rolls back is never handed to a worker.
     background = None if run.external else BackgroundTask(dispatcher.enqueue, run.id, run.queue)
-    return _json(
+    return json_response(
         service.as_read(run),
-        202,
+        status_code=202,
         headers={"Location": f"/v1/runs/{run.id}"},
         background=background,
     )
@@ -111,12 +85,12 @@ def list_runs(
         session, status=status, name=name, tag=tag, limit=limit, offset=offset
     )
     page = Page(total=total, limit=limit, offset=offset)
-    return _json({"items": [service.as_read(r) for r in rows], "page": page.model_dump()})
+    return json_response({"items": [service.as_read(r) for r in rows], "page": page.model_dump()})
 
 
 @router.get("/{run_id}", summary="A run", response_model=RunRead, responses=PROBLEM_RESPONSES)
 def get_run(run_id: str, session: SessionDep) -> Response:
-    return _json(service.as_read(service.get_run(session, run_id)))
+    return json_response(service.as_read(service.get_run(session, run_id)))
 
 
 @router.post(
@@ -127,7 +101,7 @@ def get_run(run_id: str, session: SessionDep) -> Response:
 )
 def cancel_run(run_id: str, session: SessionDep) -> Response:
     run, over = service.cancel_run(session, run_id)
-    return _json(service.as_read(run), 200 if over else 202)
+    return json_response(service.as_read(run), status_code=200 if over else 202)
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -161,7 +135,7 @@ def get_metrics(
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    return _json(service.metric_history(session, run_id, query), headers=headers)
+    return json_response(service.metric_history(session, run_id, query), headers=headers)
 
 
 @router.post(
@@ -169,12 +143,12 @@ def get_metrics(
     summary="Log a batch of metrics to an external run",
     response_model=RunRead,
     responses={409: {"description": "Not an external running run"}, **PROBLEM_RESPONSES},
-    openapi_extra=_body_doc("MetricBatch"),
+    openapi_extra=json_body_doc("MetricBatch"),
 )
 async def log_metrics(
     run_id: str, request: Request, settings: SettingsDep, session: SessionDep
 ) -> Response:
-    raw = await _read_json(request, settings.max_body_bytes)
+    raw = await read_json_bytes(request, settings.max_body_bytes)
     limit = settings.max_external_metrics
     try:
         peek = orjson.loads(raw)
@@ -190,22 +164,21 @@ async def log_metrics(
         )
     batch = MetricBatch.model_validate(peek)
     run = await run_in_threadpool(service.log_metrics, session, run_id, batch, limit)
-    return _json(service.as_read(run))
+    return json_response(service.as_read(run))
 
 
 @router.post(
     "/{run_id}/predict",
     summary="Predictions of the trained model for posted rows",
     responses={409: {"description": "The run has no trained weights"}, **PROBLEM_RESPONSES},
-    openapi_extra=_body_doc("PredictRequest"),
+    openapi_extra=json_body_doc("PredictRequest"),
 )
 async def predict(
     run_id: str, request: Request, settings: SettingsDep, session: SessionDep
 ) -> Response:
-    raw = await _read_json(request, settings.max_body_bytes)
-    body = await run_in_threadpool(parse_json, PredictRequest, raw)
+    body = await read_json(request, PredictRequest, settings.max_body_bytes)
     result = await run_in_threadpool(service.predict, session, run_id, body.X, settings.max_rows)
-    return _json(result)
+    return json_response(result)
 
 
 # -- Server-Sent Events ----------------------------------------------------------------------------
