@@ -1,4 +1,4 @@
-"""The ``evalserve`` command: ``serve``, ``migrate`` and ``worker``."""
+"""The ``evalserve`` command: ``serve``, ``migrate``, ``worker`` and ``keys``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         log_level=settings.log_level,
         workers=args.workers,
+        # The app writes one JSON line per request (with its request id) instead.
+        access_log=False,
     )
     return 0
 
@@ -63,6 +65,39 @@ def _worker(args: argparse.Namespace) -> int:
         argv.append(f"--hostname={args.hostname}")
     celery_app.worker_main(argv)
     return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    """``evalserve keys create|list|revoke``: manage API keys in the configured database."""
+    from app.db.api_keys import create_api_key, list_api_keys, revoke_api_key
+    from app.db.session import dispose_engines, session_scope
+
+    settings = get_settings()
+    try:
+        with session_scope(settings) as session:
+            if args.keys_command == "create":
+                key, secret = create_api_key(session, name=args.name, read_only=args.read_only)
+                print(f"id:     {key.id}")
+                print(f"name:   {key.name}")
+                print(f"scope:  {key.scope}")
+                print(f"secret: {secret}")
+                print("Store the secret now: it is not kept and cannot be shown again.")
+                return 0
+            if args.keys_command == "revoke":
+                if not revoke_api_key(session, args.id):
+                    print(f"no active API key with id {args.id}", file=sys.stderr)
+                    return 1
+                print(f"revoked {args.id}")
+                return 0
+            print("id\tname\tprefix\tscope\tcreated_at\trevoked_at\tlast_used_at")
+            for key in list_api_keys(session):
+                fields = (key.id, key.name, key.prefix, key.scope, key.created_at.isoformat())
+                times = (key.revoked_at, key.last_used_at)
+                cells = [str(f) for f in fields] + [t.isoformat() if t else "-" for t in times]
+                print("\t".join(cells))
+            return 0
+    finally:
+        dispose_engines(settings.database_url)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default=None, help="log level (EVALSERVE_LOG_LEVEL)")
     worker.add_argument("--hostname", default=None, help="worker name (name@host)")
     worker.set_defaults(func=_worker)
+    keys = sub.add_parser("keys", help="create, list and revoke API keys (EVALSERVE_AUTH=on)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print its secret (once)")
+    create.add_argument("--name", required=True, help="what the key is for (shown in lists)")
+    create.add_argument(
+        "--read-only", action="store_true", help="the key may only read (GET), not write"
+    )
+    keys_sub.add_parser("list", help="list keys (never their secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key: it is refused from now on")
+    revoke.add_argument("id", help="the key's id (from `evalserve keys list`)")
+    keys.set_defaults(func=_keys)
     return parser
 
 

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `evalserve serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `evalserve serve` listens on.")
+    auth: Literal["on", "off"] = Field(
+        "off",
+        description="on: requests under /v1 need an API key (`evalserve keys create`); "
+        "writes need a key that is not read-only.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of the API and the workers."
     )

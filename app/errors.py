@@ -7,6 +7,8 @@ imports the web framework, so the numeric core raises them too.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class EvalserveError(Exception):
     """Base class: an error with an HTTP status and a problem-body title."""
@@ -42,6 +44,24 @@ class UnsupportedMediaType(EvalserveError):
     status_code = 415
     title = "Unsupported media type"
     type_slug = "unsupported-media-type"
+
+
+class Unauthorized(EvalserveError):
+    """No API key, or one that is unknown or revoked (401; sent with ``WWW-Authenticate``)."""
+
+    status_code = 401
+    title = "Unauthorized"
+    type_slug = "unauthorized"
+    #: Response headers the problem body is sent with (RFC 9110: a 401 must challenge).
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(EvalserveError):
+    """A valid API key whose scope does not allow the request (403)."""
+
+    status_code = 403
+    title = "Forbidden"
+    type_slug = "forbidden"
 
 
 class NotFound(EvalserveError):

@@ -6,19 +6,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from app import __version__
+from app.api.auth import require_api_key
 from app.api.errors import install_error_handlers
+from app.api.observability import Metrics, ObservabilityMiddleware
 from app.api.routes import calibrations, datasets, evaluations, health, losses, runs, thresholds
+from app.api.routes import metrics as metrics_routes
 from app.api.schemas.calibrations import ApplyRequest, CalibrationRequest
 from app.api.schemas.evaluations import EvaluationRequest, LossesRequest
 from app.api.schemas.runs import MetricBatch, PredictRequest, RunCreate
 from app.api.schemas.thresholds import ThresholdRequest
 from app.config import Settings, get_settings
 from app.db.session import dispose_engines
+from app.logs import configure_logging
 from app.worker import make_dispatcher
 from app.worker.reaper import Reaper
 
@@ -33,6 +37,7 @@ Errors are RFC 9457 problem bodies that name the field and the problem.
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app. ``settings`` defaults to the environment's."""
     settings = settings or get_settings()
+    configure_logging(settings.log_level)
     # Training runs: without a broker the in-process runner trains them. The reaper runs in
     # the API process in both modes: it outlives the workers whose runs it reaps.
     dispatcher = make_dispatcher(settings)
@@ -54,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # EVALSERVE_AUTH=on: API keys on /v1 (a no-op elsewhere and when auth is off).
+        dependencies=[Depends(require_api_key)],
     )
     app.state.settings = settings
     app.state.dispatcher = dispatcher
@@ -65,6 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(thresholds.router)
     app.include_router(runs.router)
     app.include_router(datasets.router)
+    app.include_router(metrics_routes.router)
+    # A registry per app (never the global one): several apps in one process do not clash.
+    app.state.metrics = Metrics()
+    # Added last, so it is the outermost of the app's middleware: every response gets the id.
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     _document_raw_bodies(
         app,
         (

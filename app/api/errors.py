@@ -84,6 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
             instance=request.url.path,
             slug=exc.type_slug,
             extra=extra,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(RequestValidationError)

@@ -277,3 +277,31 @@ class RunMetric(Base):
     run: Mapped[Run] = relationship(back_populates="metrics", lazy="raise")
 
     __table_args__ = (UniqueConstraint("run_id", "name", "step"),)
+
+
+#: Scopes of an API key: ``read`` may only GET; ``write`` may do everything.
+API_KEY_SCOPES: Final[tuple[str, ...]] = ("read", "write")
+
+
+class ApiKey(Base):
+    """An API key. Only the SHA-256 of the secret is stored, never the secret itself.
+
+    ``prefix`` (the secret's first characters) lets people tell keys apart in listings;
+    ``key_hash`` is unique, so a request's key is found by one indexed lookup of its hash.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    __table_args__ = (CheckConstraint("scope IN ('read', 'write')", name="scope"),)
+
+    def __repr__(self) -> str:
+        return f"ApiKey(id={self.id!r}, name={self.name!r}, scope={self.scope!r})"

@@ -578,3 +578,8 @@ def test_readme_documents_the_deployment() -> None:
     for line in body.splitlines():
         if line.startswith("docker compose"):
             shlex.split(line.split("#", 1)[0])  # the commands are well-formed shell words
+
+
+def test_the_compose_api_requires_api_keys() -> None:
+    env = compose()["services"]["api"]["environment"]
+    assert str(env["EVALSERVE_AUTH"]).endswith("on}") or env["EVALSERVE_AUTH"] == "on"

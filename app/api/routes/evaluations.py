@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -10,6 +11,7 @@ from starlette.responses import Response
 
 from app.api.body import ARROW_MEDIA_TYPE, JSON_MEDIA_TYPE, read_batch
 from app.api.deps import SessionDep, SettingsDep
+from app.api.observability import observe_evaluation
 from app.api.responses import PROBLEM_RESPONSES, json_response, plot_response
 from app.api.schemas.common import Page
 from app.api.schemas.evaluations import (
@@ -57,9 +59,11 @@ async def create_evaluation(
         request_model=EvaluationRequest,
         options_model=EvaluationOptions,
     )
+    started = time.perf_counter()
     report = await run_in_threadpool(
         service.compute_report, options, arrays, settings.max_curve_points
     )
+    observe_evaluation(request, len(arrays["y_true"]), time.perf_counter() - started)
     if options.persist:
         report = await run_in_threadpool(service.store_report, session, report)
         location = {"Location": f"/v1/evaluations/{report['id']}"}
