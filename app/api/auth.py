@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import SAFE_METHODS, SessionDep, SettingsDep
 from app.db.api_keys import find_api_key, touch_api_key
 from app.errors import Forbidden, Unauthorized
 
@@ -19,8 +19,6 @@ __all__ = ["PROTECTED_PREFIX", "SAFE_METHODS", "key_from_headers", "require_api_
 
 #: Paths that need a key when auth is on.
 PROTECTED_PREFIX = "/v1"
-#: Methods a read-only key may use.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def key_from_headers(request: Request) -> str | None:

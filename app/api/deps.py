@@ -19,6 +19,9 @@ def get_app_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
+#: Methods that do not change state: read-only sessions, and what read-only API keys may use.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 def get_db(request: Request, settings: SettingsDep) -> Iterator[Session]:
     """A session per request: committed when the route returns, rolled back if it raises.
@@ -27,10 +30,7 @@ def get_db(request: Request, settings: SettingsDep) -> Iterator[Session]:
     instead of failing when another writer got in between). A database outage surfaces as a
     503 problem, never as the driver's text.
     """
-    yield from get_session(settings, write=request.method not in _SAFE_METHODS)
-
-
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+    yield from get_session(settings, write=request.method not in SAFE_METHODS)
 
 
 # scope="function": the commit happens before the response is sent, so a failed commit can
