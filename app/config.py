@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         description="on: requests under /v1 need an API key (`evalserve keys create`); "
         "writes need a key that is not read-only.",
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (dashboards), as a JSON "
+        'list: ["https://dash.example.com"]. Empty: no CORS headers.',
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of the API and the workers."
     )

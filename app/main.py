@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
@@ -75,7 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_routes.router)
     # A registry per app (never the global one): several apps in one process do not clash.
     app.state.metrics = Metrics()
-    # Added last, so it is the outermost of the app's middleware: every response gets the id.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "ETag", "Location"],
+        )
+    # Added last, so outermost: every response (CORS preflights and auth errors too) gets an id.
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     _document_raw_bodies(
         app,

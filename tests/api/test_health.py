@@ -32,3 +32,18 @@ def test_openapi_documents_request_bodies_and_problems(client: TestClient) -> No
     assert set(content) == {"application/json", "application/vnd.apache.arrow.stream"}
     assert "422" in post["responses"] and "413" in post["responses"]
     assert schemas["EvaluationRequest"]["properties"]["y_true"]["examples"]
+
+
+def test_cors_headers_only_for_configured_origins(sqlite_url: str) -> None:
+    settings = Settings(database_url=sqlite_url, cors_origins=["https://dash.example.com"])
+    with TestClient(create_app(settings)) as client:
+        ok = client.options(
+            "/v1/evaluations",
+            headers={"Origin": "https://dash.example.com", "Access-Control-Request-Method": "POST"},
+        )
+        assert ok.headers["access-control-allow-origin"] == "https://dash.example.com"
+        other = client.get("/healthz", headers={"Origin": "https://evil.example.com"})
+        assert "access-control-allow-origin" not in other.headers
+    with TestClient(create_app(Settings(database_url=sqlite_url))) as client:
+        res = client.get("/healthz", headers={"Origin": "https://dash.example.com"})
+        assert "access-control-allow-origin" not in res.headers
