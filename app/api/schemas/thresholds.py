@@ -8,19 +8,10 @@ from pydantic import Field
 
 from app.api.schemas.common import Label, ScoreType, StrictModel
 from app.api.schemas.evaluations import Scores
+from app.core.thresholds import OBJECTIVE_PARAMETERS, ObjectiveName
 
-Objective = Literal[
-    "f1",
-    "fbeta",
-    "youden",
-    "accuracy",
-    "mcc",
-    "cost",
-    "precision_at_recall",
-    "recall_at_precision",
-    "tpr_at_fpr",
-    "recall_at_ppr",
-]
+#: The objective names are the engine's own, so the two cannot drift apart.
+Objective = ObjectiveName
 
 
 class ThresholdRequest(StrictModel):
@@ -53,15 +44,6 @@ class ThresholdRequest(StrictModel):
     n_neighbors: int = Field(5, ge=0, le=100, description="Operating points on each side.")
 
     def objective_params(self) -> dict[str, float | None]:
-        names = (
-            "beta",
-            "min_recall",
-            "min_precision",
-            "max_fpr",
-            "max_ppr",
-            "cost_fp",
-            "cost_fn",
-            "gain_tp",
-            "gain_tn",
-        )
-        return {n: getattr(self, n) for n in names}
+        """Every objective parameter field (unset ones are None: the engine ignores them)."""
+        names = {name for params in OBJECTIVE_PARAMETERS.values() for name in params}
+        return {name: getattr(self, name) for name in sorted(names)}
