@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base, JSONDocument, utcnow
 
-Task = Literal["binary", "multiclass", "multilabel", "regression"]
+Task = Literal["binary", "multiclass", "multilabel", "regression", "detection", "segmentation"]
 TASKS: Final[tuple[str, ...]] = get_args(Task)
 
 #: The metric columns copied out of a report so lists can be sorted and filtered in SQL.
