@@ -230,6 +230,14 @@ class Run(Base):
     evaluation_id: Mapped[str | None] = mapped_column(
         ForeignKey("evaluations.id", ondelete="SET NULL"), index=True
     )
+    #: The API key that created the run (NULL without auth); caps concurrent runs per key.
+    #: No foreign key: keys are revoked, never deleted.
+    api_key_id: Mapped[str | None] = mapped_column(String(36))
+    #: ``torch.save`` of model + optimizer state after ``checkpoint_epoch`` (resumable runs).
+    checkpoint: Mapped[bytes | None] = mapped_column(
+        LargeBinary, deferred=True, deferred_raiseload=True
+    )
+    checkpoint_epoch: Mapped[int | None]
 
     evaluation: Mapped[Evaluation | None] = relationship(lazy="raise")
     dataset: Mapped[Dataset | None] = relationship(foreign_keys=[dataset_id], lazy="raise")
@@ -244,6 +252,8 @@ class Run(Base):
         CheckConstraint("task IN ('binary', 'multiclass', 'regression')", name="task"),
         # The reaper's query: running runs by heartbeat age.
         Index("ix_runs_status_heartbeat_at", "status", "heartbeat_at"),
+        # Concurrent runs of one API key: WHERE api_key_id = ? AND status IN (...).
+        Index("ix_runs_api_key_id_status", "api_key_id", "status"),
         Index(
             "ix_runs_tags",
             "tags",
