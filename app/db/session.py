@@ -40,6 +40,22 @@ __all__ = [
 #: must not either); non-ASCII text is kept as is.
 json_dumps = functools.partial(json.dumps, allow_nan=False, ensure_ascii=False)
 
+
+def _json_int(text: str) -> int | float:
+    """An integer literal read back from a JSON column; a float where it cannot be an int64.
+
+    jsonb stores numbers as ``numeric`` and prints a float such as ``1e20`` as the integer
+    ``100000000000000000000``. Nothing evalserve stores as an integer leaves the 64-bit range
+    (counts, ids, epochs), and the API's JSON encoder (orjson) refuses integers beyond it, so
+    such a literal is the float it was written as.
+    """
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else float(text)
+
+
+#: JSON as read back (both backends): see :func:`_json_int`.
+json_loads = functools.partial(json.loads, parse_int=_json_int)
+
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[tuple[str, bool], sessionmaker[Session]] = {}
@@ -105,7 +121,9 @@ def _create_engine(settings: Settings) -> Engine:
         if is_memory_sqlite(url):
             # One shared connection, or every checkout would see its own empty database.
             options["poolclass"] = StaticPool
-        engine = create_engine(url, json_serializer=json_dumps, **options)
+        engine = create_engine(
+            url, json_serializer=json_dumps, json_deserializer=json_loads, **options
+        )
         _configure_sqlite(engine, busy_timeout_ms=int(settings.db_pool_timeout_s * 1000))
         return engine
     connect_args: dict[str, Any] = {}
@@ -115,6 +133,7 @@ def _create_engine(settings: Settings) -> Engine:
     return create_engine(
         url,
         json_serializer=json_dumps,
+        json_deserializer=json_loads,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
