@@ -148,6 +148,10 @@ def figure(kind: PlotKind, report: Mapping[str, Any], *, title: str | None = Non
         )
     if title is not None and not isinstance(title, str):
         raise InvalidInput(f"title must be a string, got {type(title).__name__}", field="title")
+    if report.get("task") == "detection":
+        from app import plots_detection  # imports this module: import on first use
+
+        return plots_detection.figure(kind, report, title)
     return draw(report, _text(title if title is not None else DEFAULT_TITLES[kind]))
 
 

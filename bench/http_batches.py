@@ -9,50 +9,22 @@ Run: ``python -m bench.http_batches [n]``.
 from __future__ import annotations
 
 import io
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from functools import partial
 
-import httpx
+import httpx2 as httpx
 import numpy as np
 import orjson
 import pyarrow as pa
 
 from app.core.batch import make_batch
 from app.core.report import ReportOptions, evaluate
+from bench._server import free_port, start_server
 from bench._timing import best_of
 from bench.binary_report import make_data
 
 OPTIONS = {"task": "binary", "curves": ["roc", "pr"]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(port: int, workdir: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        EVALSERVE_DATABASE_URL=f"sqlite:///{workdir}/bench.db",
-        EVALSERVE_PORT=str(port),
-        EVALSERVE_LOG_LEVEL="warning",
-    )
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the server did not start")
 
 
 def arrow_bytes(y: np.ndarray, p: np.ndarray) -> bytes:

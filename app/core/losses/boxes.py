@@ -37,6 +37,7 @@ the squared distances overflow float64 are rejected too rather than turned into 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Final, Literal, TypeAlias
 
 import numpy as np
@@ -92,9 +93,8 @@ def as_boxes(values: ArrayLike, field: str, box_format: BoxFormat = "xyxy") -> F
         )
     if arr.shape[0] == 0:
         raise InvalidInput("is empty: the batch needs at least one box", field=field)
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        i = int(np.argmax(~finite))
+    if not np.isfinite(arr).all():  # a flat pass; locate the first bad box only on failure
+        i = int(np.argmax(~np.isfinite(arr).all(axis=1)))
         raise InvalidInput(
             f"{field}[{i}] is {arr[i].tolist()!r}: box coordinates must be finite", field=field
         )
@@ -134,23 +134,29 @@ class _Pairs:
     """Intersection, union, IoU and enclosing box of paired xyxy boxes, as torchvision has them."""
 
     def __init__(self, pred: Float64Array, true: Float64Array, eps: float) -> None:
-        self.p, self.t = pred.T, true.T
+        # One transposing copy each: every later operation then streams contiguous columns
+        # instead of striding over the rows of an (n, 4) array.
+        self.p, self.t = np.ascontiguousarray(pred.T), np.ascontiguousarray(true.T)
         x1, y1, x2, y2 = self.p
         x1g, y1g, x2g, y2g = self.t
-        # torchvision's _loss_inter_union (box_iou's clamp(min=0) gives the same numbers)
-        xk1, yk1 = np.maximum(x1, x1g), np.maximum(y1, y1g)
-        xk2, yk2 = np.minimum(x2, x2g), np.minimum(y2, y2g)
-        overlap = (yk2 > yk1) & (xk2 > xk1)
-        self.inter = np.where(overlap, (xk2 - xk1) * (yk2 - yk1), 0.0)
+        # torchvision's _loss_inter_union zeroes the intersection where the boxes do not overlap;
+        # clamping each side at 0 (box_iou's clamp(min=0)) gives the same numbers, in fewer passes.
+        w = np.minimum(x2, x2g)
+        w -= np.maximum(x1, x1g)
+        np.maximum(w, 0.0, out=w)
+        h = np.minimum(y2, y2g)
+        h -= np.maximum(y1, y1g)
+        np.maximum(h, 0.0, out=h)
+        self.inter = w * h
         self.union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - self.inter
         self.iou = _ratio(self.inter, self.union + eps)
-        self.enclosing = (
-            np.minimum(x1, x1g),
-            np.minimum(y1, y1g),
-            np.maximum(x2, x2g),
-            np.maximum(y2, y2g),
-        )
         self.eps = eps
+
+    @cached_property
+    def enclosing(self) -> tuple[Float64Array, Float64Array, Float64Array, Float64Array]:
+        """The smallest box enclosing both, ``(x1, y1, x2, y2)``; not needed by the IoU loss."""
+        (x1, y1, x2, y2), (x1g, y1g, x2g, y2g) = self.p, self.t
+        return np.minimum(x1, x1g), np.minimum(y1, y1g), np.maximum(x2, x2g), np.maximum(y2, y2g)
 
     def giou_loss(self) -> Float64Array:
         xc1, yc1, xc2, yc2 = self.enclosing
