@@ -1,4 +1,4 @@
-"""Reading request bodies: size limits and content negotiation (JSON or Arrow IPC stream).
+"""Reading request bodies: size limits and content negotiation (JSON, Arrow IPC stream, .npz).
 
 Bodies are read by hand rather than by FastAPI's body parameter so that (a) the size limit is
 enforced while streaming, before a huge body is held in memory, and (b) JSON is parsed and
@@ -18,8 +18,10 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from app.api.npz import NPZ_MEDIA_TYPE, OCTET_STREAM, read_npz
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.services.arrays import arrow_arrays, check_row_limit
+from app.services.segmentation import check_pixel_limit
 
 JSON_MEDIA_TYPE = "application/json"
 ARROW_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
@@ -106,7 +108,11 @@ _LIST_OPTIONS = frozenset({"metrics", "losses", "labels", "tags", "curves"})
 
 
 def read_arrow(body: bytes) -> dict[str, np.ndarray[Any, Any]]:
-    """Columns of an Arrow IPC stream as numpy arrays (zero-copy where Arrow allows)."""
+    """Columns of an Arrow IPC stream as numpy arrays (zero-copy where Arrow allows).
+
+    A column of Arrow's fixed-shape tensor type (``pa.fixed_shape_tensor``, e.g. one (H, W)
+    mask per row) becomes one array of shape (rows, *tensor shape).
+    """
     try:
         table = pa.ipc.open_stream(io.BytesIO(body)).read_all()
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
@@ -118,8 +124,28 @@ def read_arrow(body: bytes) -> dict[str, np.ndarray[Any, Any]]:
                 f"column {name!r} has {column.null_count} nulls: every row needs a value",
                 field=name,
             )
-        columns[name] = column.to_numpy()
+        if isinstance(column.type, pa.FixedShapeTensorType):
+            columns[name] = _tensor_column(column)
+        else:
+            columns[name] = column.to_numpy()
     return columns
+
+
+def _tensor_column(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """A fixed-shape tensor column as one array of shape (rows, *logical tensor shape).
+
+    ``shape`` is the physical layout; ``permutation`` says how the logical dimensions map onto
+    it (the logical tensor is the physical one transposed by ``argsort(permutation)``). Read by
+    hand: pyarrow's ``to_numpy_ndarray`` fails on some permuted 3-D tensors.
+    """
+    array = column.combine_chunks()
+    kind = array.type
+    values = array.storage.flatten().to_numpy(zero_copy_only=False)
+    data = values.reshape(len(array), *kind.shape)
+    perm = kind.permutation
+    if perm is not None and list(perm) != sorted(perm):
+        data = data.transpose(0, *(1 + np.argsort(perm)))
+    return data
 
 
 def ensure_media_type(kind: str, allowed: tuple[str, ...]) -> None:
@@ -138,21 +164,27 @@ async def read_batch(
     request_model: type[M],
     options_model: type[BaseModel],
 ) -> tuple[Any, dict[str, Any]]:
-    """Options and arrays from a JSON body, or from an Arrow body plus query parameters.
+    """Options and arrays from a JSON body, or from an Arrow or .npz body plus query parameters.
 
     Returns the validated options (the whole request model for JSON) and the arrays by field
-    name (``y_true``, ``y_score``, ``y_pred``, ``sample_weight``).
+    name (``y_true``, ``y_score``, ``y_pred``, ``sample_weight``). An .npz body's arrays are
+    named like Arrow columns (see :mod:`app.api.npz`). Masks (y_true with three or more
+    dimensions) count a row per pixel against ``max_rows``.
     """
     kind = media_type(request)
-    ensure_media_type(kind, (JSON_MEDIA_TYPE, ARROW_MEDIA_TYPE))
+    ensure_media_type(kind, (JSON_MEDIA_TYPE, ARROW_MEDIA_TYPE, NPZ_MEDIA_TYPE, OCTET_STREAM))
     body = await read_body(request, max_bytes)
     if kind == ARROW_MEDIA_TYPE:
         options: Any = options_model.model_validate(query_options(request))
         arrays = arrow_arrays(await run_in_threadpool(read_arrow, body))
+    elif kind in (NPZ_MEDIA_TYPE, OCTET_STREAM):
+        options = options_model.model_validate(query_options(request))
+        arrays = arrow_arrays(await run_in_threadpool(read_npz, body, max_bytes))
     else:
         options = await run_in_threadpool(parse_json, request_model, body)
         arrays = {f: getattr(options, f, None) for f in _ARRAY_FIELDS}
     check_row_limit(arrays, max_rows)
+    check_pixel_limit(arrays, max_rows)
     return options, arrays
 
 

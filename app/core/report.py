@@ -318,7 +318,11 @@ def _nonfinite_to_none(a: Any) -> Any:
 
 
 def headline(report: Mapping[str, Any]) -> dict[str, float | None]:
-    """The indexed summary columns of a stored report."""
+    """The indexed summary columns of a stored report.
+
+    A segmentation report fills ``accuracy`` with its pixel accuracy and ``f1`` with its mean
+    Dice (Dice is the F1 score of a class's pixels).
+    """
     m = report.get("metrics", {})
 
     def first(*names: str) -> float | None:
@@ -328,8 +332,8 @@ def headline(report: Mapping[str, Any]) -> dict[str, float | None]:
         return None
 
     return {
-        "accuracy": first("accuracy"),
-        "f1": first("f1", "f1_macro"),
+        "accuracy": first("accuracy", "pixel_accuracy"),
+        "f1": first("f1", "f1_macro", "mean_dice"),
         "roc_auc": first("roc_auc", "roc_auc_ovr", "roc_auc_macro"),
         "average_precision": first("average_precision", "average_precision_macro"),
         "log_loss": first("log_loss"),

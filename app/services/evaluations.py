@@ -13,6 +13,7 @@ from app.core.batch import make_batch
 from app.core.report import CURVES, ReportOptions, evaluate, headline
 from app.db import repositories
 from app.db.models import HEADLINE_METRICS, Evaluation
+from app.services.segmentation import check_task_options, compute_segmentation_report
 
 
 def named_params(items: list[str | ParamSpec] | None) -> list[tuple[str, dict[str, Any]]] | None:
@@ -24,6 +25,9 @@ def named_params(items: list[str | ParamSpec] | None) -> list[tuple[str, dict[st
 
 def compute_report(options: EvaluationOptions, arrays: dict[str, Any], max_points: int) -> dict:
     """The report of one batch, as plain JSON-ready data (no numpy left in it)."""
+    if options.task == "segmentation":
+        return compute_segmentation_report(options, arrays)
+    check_task_options(options)
     regression = options.task == "regression"
     score_field = "y_pred" if regression else "y_score"
     batch = make_batch(

@@ -29,7 +29,11 @@ def test_openapi_documents_request_bodies_and_problems(client: TestClient) -> No
     assert {"EvaluationRequest", "LossesRequest", "PenaltySpec"} <= set(schemas)
     post = spec["paths"]["/v1/evaluations"]["post"]
     content = post["requestBody"]["content"]
-    assert set(content) == {"application/json", "application/vnd.apache.arrow.stream"}
+    assert set(content) == {
+        "application/json",
+        "application/vnd.apache.arrow.stream",
+        "application/x-npz",
+    }
     assert "422" in post["responses"] and "413" in post["responses"]
     assert schemas["EvaluationRequest"]["properties"]["y_true"]["examples"]
 

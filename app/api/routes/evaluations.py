@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from app.api.body import ARROW_MEDIA_TYPE, JSON_MEDIA_TYPE, read_batch
 from app.api.deps import SessionDep, SettingsDep
+from app.api.npz import NPZ_MEDIA_TYPE
 from app.api.observability import observe_evaluation
 from app.api.responses import PROBLEM_RESPONSES, json_response, plot_response
 from app.api.schemas.common import Page
@@ -35,7 +36,14 @@ _BODY_DOC: dict[str, Any] = {
             ARROW_MEDIA_TYPE: {
                 "schema": {"type": "string", "format": "binary"},
                 "description": "Columns y_true, y_score (or y_score_0..K-1), y_pred, "
-                "sample_weight; options as query parameters.",
+                "sample_weight (segmentation masks: fixed-shape tensor columns y_true (H, W) "
+                "and y_pred (H, W) or (C, H, W)); options as query parameters.",
+            },
+            NPZ_MEDIA_TYPE: {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "An .npz archive (np.savez) with arrays named like the Arrow "
+                "columns, e.g. y_true (N, H, W) and y_pred (N, H, W) or (N, C, H, W); options "
+                "as query parameters. application/octet-stream is read the same way.",
             },
         },
     }
@@ -63,7 +71,7 @@ async def create_evaluation(
     report = await run_in_threadpool(
         service.compute_report, options, arrays, settings.max_curve_points
     )
-    observe_evaluation(request, len(arrays["y_true"]), time.perf_counter() - started)
+    observe_evaluation(request, report["n_samples"], time.perf_counter() - started)
     if options.persist:
         report = await run_in_threadpool(service.store_report, session, report)
         location = {"Location": f"/v1/evaluations/{report['id']}"}

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from app.api.body import ARROW_MEDIA_TYPE, JSON_MEDIA_TYPE, read_batch
 from app.api.deps import SettingsDep
+from app.api.npz import NPZ_MEDIA_TYPE
 from app.api.responses import PROBLEM_RESPONSES, json_response
 from app.api.schemas.evaluations import LossesOptions, LossesRequest, LossesResponse
 from app.services.losses import compute_losses
@@ -27,8 +28,13 @@ router = APIRouter(prefix="/v1/losses", tags=["losses"])
                 JSON_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/LossesRequest"}},
                 ARROW_MEDIA_TYPE: {
                     "schema": {"type": "string", "format": "binary"},
-                    "description": "Columns y_true, y_pred (or y_pred_0..K-1), sample_weight; "
-                    "options as query parameters.",
+                    "description": "Columns y_true, y_pred (or y_pred_0..K-1), sample_weight "
+                    "(masks: fixed-shape tensor columns); options as query parameters.",
+                },
+                NPZ_MEDIA_TYPE: {
+                    "schema": {"type": "string", "format": "binary"},
+                    "description": "An .npz archive (np.savez) with arrays y_true, y_pred, "
+                    "sample_weight; options as query parameters.",
                 },
             },
         }

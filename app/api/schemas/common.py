@@ -28,7 +28,6 @@ Tag = Annotated[
     AfterValidator(_no_control_chars),
 ]
 Label = Annotated[int | str, Field(union_mode="left_to_right")]
-Task = Literal["binary", "multiclass", "multilabel", "regression"]
 ScoreType = Literal["probability", "logit"]
 Reduction = Literal["mean", "sum", "none"]
 

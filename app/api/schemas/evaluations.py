@@ -16,10 +16,15 @@ from app.api.schemas.common import (
     ScoreType,
     StoreOptions,
     StrictModel,
-    Task,
 )
 
 CurveName = Literal["roc", "pr", "reliability"]
+#: The tasks of /v1/evaluations: the classification and regression tasks, and masks.
+EvaluationTask = Literal["binary", "multiclass", "multilabel", "regression", "segmentation"]
+#: What a stored report can be: the tasks above plus detection (POST /v1/detection-evaluations).
+StoredTask = Literal[EvaluationTask, "detection"]
+#: Most classes of a segmentation report (its confusion matrix has num_classes² cells).
+MAX_SEGMENTATION_CLASSES = 1024
 Scores = list[float] | list[list[float]]
 #: Loss inputs may be boxes (n, 4), distributions (n, k, bins) or masks (N, [C,] H, W).
 Tensor = Scores | list[list[list[float]]] | list[list[list[list[float]]]]
@@ -34,11 +39,13 @@ class PenaltySpec(StrictModel):
 
 
 class BatchArrays(StrictModel):
-    """The arrays of a batch. Regression posts ``y_pred``; classification posts ``y_score``."""
+    """The arrays of a batch. Regression and segmentation post ``y_pred``; classification posts
+    ``y_score``."""
 
     y_true: list[Any] = Field(
         min_length=1,
-        description="Labels (ints or strings), 0/1 rows for multilabel, or regression targets.",
+        description="Labels (ints or strings), 0/1 rows for multilabel, regression targets, or "
+        "segmentation masks (N, H, W) of class ids.",
         examples=[[0, 1, 1, 0]],
     )
     y_score: Scores | None = Field(
@@ -47,7 +54,11 @@ class BatchArrays(StrictModel):
         "multilabel.",
         examples=[[0.1, 0.8, 0.65, 0.3]],
     )
-    y_pred: Scores | None = Field(None, description="Regression predictions, (n,) or (n, D).")
+    y_pred: Tensor | None = Field(
+        None,
+        description="Regression predictions, (n,) or (n, D); segmentation: class ids (N, H, W) "
+        "or class scores (N, C, H, W).",
+    )
     sample_weight: list[float] | None = Field(None, description="Non-negative, one per row.")
 
 
@@ -65,12 +76,12 @@ class BootstrapSpec(StrictModel):
 
 
 class EvaluationOptions(StoreOptions):
-    task: Task = Field(description="What kind of prediction the batch holds.")
+    task: EvaluationTask = Field(description="What kind of prediction the batch holds.")
     score_type: ScoreType = Field("probability", description="How to read y_score.")
     labels: list[Label] | None = Field(
         None,
         description="Class labels in column order (multiclass/multilabel) or [negative, "
-        "positive] (binary).",
+        "positive] (binary); segmentation: a name per class id 0..num_classes-1.",
     )
     pos_label: Label | None = Field(None, description="The positive class (binary).")
     threshold: float | None = Field(
@@ -108,6 +119,19 @@ class EvaluationOptions(StoreOptions):
         None, ge=1, le=10_000, description="List the k most confident wrong predictions."
     )
     bootstrap: BootstrapSpec | None = None
+    num_classes: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_SEGMENTATION_CLASSES,
+        description="Segmentation: the number of classes C; class ids lie in [0, C).",
+        examples=[20],
+    )
+    ignore_index: int | None = Field(
+        None,
+        description="Segmentation: pixels whose true id is this value are left out of every "
+        "count (often 255 or -1).",
+        examples=[255],
+    )
 
 
 class EvaluationRequest(EvaluationOptions, BatchArrays):
@@ -115,7 +139,7 @@ class EvaluationRequest(EvaluationOptions, BatchArrays):
 
     @model_validator(mode="after")
     def _scores_for_task(self) -> EvaluationRequest:
-        want = "y_pred" if self.task == "regression" else "y_score"
+        want = "y_pred" if self.task in ("regression", "segmentation") else "y_score"
         if getattr(self, want) is None:
             raise ValueError(f"{want} is required for task {self.task!r}")
         return self
@@ -163,8 +187,8 @@ class EvaluationRead(BaseModel):
 
     id: str | None = None
     created_at: datetime | None = None
-    task: Task
-    n_samples: int
+    task: StoredTask
+    n_samples: int = Field(description="Rows evaluated; for segmentation, pixels (N·H·W).")
     name: str | None = None
     model: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -174,13 +198,18 @@ class EvaluationRead(BaseModel):
     per_class: list[dict[str, Any]] | None = None
     curves: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
+    segmentation: dict[str, Any] | None = Field(
+        None,
+        description="Segmentation: num_classes, ignore_index, n_images, mask_shape, prediction "
+        "(class_ids | scores), n_pixels (counted) and n_ignored.",
+    )
     warnings: list[dict[str, str]] = Field(default_factory=list)
 
 
 class EvaluationSummary(BaseModel):
     id: str
     created_at: datetime
-    task: Task
+    task: StoredTask
     n_samples: int
     name: str | None
     model: str | None
