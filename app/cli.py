@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +20,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.no_migrate and settings.database_url.startswith("sqlite"):
         # The embedded default must work with one command: create the SQLite schema on start.
         upgrade_to_head(settings.database_url)
+    # uvicorn drains on SIGTERM, then raises the signal again under the handler found at start;
+    # with the default one the process would die of it (exit 143) after a clean drain. A no-op
+    # underneath makes a requested shutdown that completed exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -27,6 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         # The app writes one JSON line per request (with its request id) instead.
         access_log=False,
+        # SIGTERM: stop accepting, let in-flight requests finish (up to this long), then run
+        # the lifespan shutdown (the in-process runner checkpoints its runs).
+        timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
     )
     return 0
 

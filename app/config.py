@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     max_curve_points: int = Field(
         1000, ge=2, description="Default cap on the points returned per curve."
     )
+    request_timeout_s: float = Field(
+        300.0,
+        ge=0,
+        description="A request whose response has not started after this many seconds gets a "
+        "503 problem body; its work is abandoned (a compute thread runs on, its result and "
+        "transaction are discarded). Streams (run events) are not cut once started. 0: none.",
+    )
+    graceful_shutdown_s: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM `evalserve serve` stops accepting connections and lets "
+        "in-flight requests finish for up to this long (uvicorn timeout_graceful_shutdown).",
+    )
 
     # -- training runs and workers ----------------------------------------------------------
     result_backend_url: str | None = Field(
@@ -87,6 +100,18 @@ class Settings(BaseSettings):
         False, description="Re-queue runs of dead workers (up to max_run_attempts) not fail them."
     )
     max_run_attempts: int = Field(3, ge=1, description="Deliveries of one run before it fails.")
+    resume_interrupted_runs: bool = Field(
+        True,
+        description="A run whose worker shuts down (SIGTERM, app stop) is checkpointed at its "
+        "last complete epoch and queued again, to resume there (up to max_run_attempts claims); "
+        "off: it fails, with the epoch it reached.",
+    )
+    max_concurrent_runs_per_key: int = Field(
+        10,
+        ge=0,
+        description="Training runs one API key may have queued or running at once (else 429); "
+        "0: unlimited. Applies with EVALSERVE_AUTH=on (runs made without a key are not counted).",
+    )
     redispatch_queued_after_s: float = Field(
         900.0,
         gt=0,

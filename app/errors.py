@@ -82,6 +82,25 @@ class ServiceUnavailable(EvalserveError):
     type_slug = "service-unavailable"
 
 
+class TooManyRequests(EvalserveError):
+    """A per-key limit is reached (429, sent with ``Retry-After``)."""
+
+    status_code = 429
+    title = "Too many requests"
+    type_slug = "too-many-requests"
+
+    def __init__(self, detail: str, *, field: str | None = None, retry_after_s: int = 30) -> None:
+        super().__init__(detail, field=field)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class RequestTimeout(ServiceUnavailable):
+    """The request ran past ``request_timeout_s`` (503, sent with ``Retry-After``)."""
+
+    title = "Request timed out"
+    type_slug = "request-timeout"
+
+
 class UndefinedMetricError(ArithmeticError):
     """A metric has no value on this batch (e.g. ROC-AUC with one class present).
 

@@ -77,9 +77,20 @@ def make_postgres_database() -> Iterator[Callable[..., str]]:
     admin = _postgres_admin_connection()
     created: list[str] = []
 
+    def execute(statement: sql.Composed) -> None:
+        nonlocal admin
+        try:
+            admin.execute(statement)
+        except psycopg.OperationalError:
+            if not admin.broken:
+                raise
+            # The server restarted since (tests/integration/test_postgres_restart.py).
+            admin = _postgres_admin_connection()
+            admin.execute(statement)
+
     def make(*, migrate: bool = True) -> str:
         name = f"evalserve_test_{uuid.uuid4().hex[:16]}"
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         created.append(name)
         url = postgres_url_for(name)
         if migrate:
@@ -92,7 +103,7 @@ def make_postgres_database() -> Iterator[Callable[..., str]]:
         try:
             for name in created:
                 dispose_engines(postgres_url_for(name))
-                admin.execute(
+                execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
         finally:

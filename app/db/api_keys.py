@@ -27,6 +27,7 @@ __all__ = [
     "generate_secret",
     "hash_secret",
     "list_api_keys",
+    "lock_api_key",
     "revoke_api_key",
     "touch_api_key",
 ]
@@ -65,6 +66,15 @@ def create_api_key(session: Session, *, name: str, read_only: bool = False) -> t
 def find_api_key(session: Session, secret: str) -> ApiKey | None:
     """The key whose secret this is, revoked or not; ``None`` for an unknown secret."""
     return session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_secret(secret))).first()
+
+
+def lock_api_key(session: Session, key_id: str) -> bool:
+    """Lock the key's row until the transaction ends (``SELECT ... FOR UPDATE`` on PostgreSQL),
+    so per-key checks (concurrent runs) of concurrent requests run one after the other.
+    SQLite has no row locks and needs none: write transactions begin IMMEDIATE, one at a time.
+    False if there is no such key."""
+    query = select(ApiKey.id).where(ApiKey.id == key_id).with_for_update()
+    return session.scalar(query) is not None
 
 
 def list_api_keys(session: Session) -> Sequence[ApiKey]:

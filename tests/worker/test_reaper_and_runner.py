@@ -38,6 +38,13 @@ def _status(settings: Settings, run_id: str) -> tuple[str, str | None]:
         return run.status, run.error
 
 
+def _epoch(settings: Settings, run_id: str) -> int:
+    with session_scope(settings, write=False) as session:
+        version = repo.run_version(session, run_id)
+        assert version is not None
+        return int(version[2])
+
+
 def _claim_and_age(settings: Settings, run_id: str, age_s: float) -> None:
     """A run claimed by a worker whose last heartbeat was ``age_s`` ago."""
     with session_scope(settings) as session:
@@ -120,18 +127,41 @@ def test_the_local_runner_trains_queued_runs_from_start_and_from_enqueue(
         assert session.get(Run, fresh).attempts == 1  # type: ignore[union-attr]
 
 
-def test_stopping_the_local_runner_interrupts_a_running_fit(
+def test_stopping_the_local_runner_checkpoints_a_running_fit_and_leaves_it_queued(
     settings: Settings, make_run: Callable[..., str]
 ) -> None:
     run_id = make_run(epochs=100_000, batch_size=8)
     runner = LocalRunner(settings)
     runner.start()
     try:
+        deadline = time.monotonic() + 30
+        while _epoch(settings, run_id) < 1:
+            assert time.monotonic() < deadline, "no epoch completed"
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    with session_scope(settings) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.attempts, run.worker) == ("queued", 1, None)
+        assert run.checkpoint_epoch is not None and run.checkpoint_epoch >= 1
+        assert run.epoch == run.checkpoint_epoch  # resumed there at the runner's next start
+        # not by the next test's runner, which picks up every queued run of this database
+        assert repo.set_status(session, run_id, expected="queued", status="cancelled")
+
+
+def test_stopping_the_local_runner_fails_the_run_when_resuming_is_off(
+    settings: Settings, make_run: Callable[..., str]
+) -> None:
+    run_id = make_run(epochs=100_000, batch_size=8)
+    runner = LocalRunner(settings.model_copy(update={"resume_interrupted_runs": False}))
+    runner.start()
+    try:
         _wait_status(settings, run_id, {"running"})
     finally:
         runner.stop()
     status, error = _status(settings, run_id)
-    assert status == "failed" and "shut down" in (error or "")
+    assert status == "failed" and (error or "").startswith("interrupted at epoch ")
 
 
 def _age(settings: Settings, run_id: str, *, created_s: float, dispatched_s: float | None) -> None:

@@ -184,8 +184,11 @@ def test_a_worker_shutting_down_fails_its_run_or_hands_it_back(
     stop = threading.Event()
     stop.set()
     run_id = make_run(epochs=5)
-    assert execute_run(run_id, settings=settings, stop_event=stop) == "failed"
-    assert "worker shut down" in (_run(settings, run_id).error or "")
+    no_resume = settings.model_copy(update={"resume_interrupted_runs": False})
+    assert execute_run(run_id, settings=no_resume, stop_event=stop) == "failed"
+    error = _run(settings, run_id).error or ""
+    assert "interrupted at epoch 0 of 5: the worker shut down" in error
+    assert "EVALSERVE_RESUME_INTERRUPTED_RUNS is off" in error
 
     requeue = settings.model_copy(update={"requeue_dead_runs": True})
     run_id = make_run(epochs=5)
