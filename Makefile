@@ -38,3 +38,8 @@ bench: install-test  ## every benchmark, each side by side with its reference
 	$(BIN)/python -m bench.calibration
 	$(BIN)/python -m bench.thresholds
 	$(BIN)/python -m bench.training_loop
+	$(BIN)/python -m bench.detection
+	$(BIN)/python -m bench.box_losses
+	$(BIN)/python -m bench.inspection
+	$(BIN)/python -m bench.segmentation
+	$(BIN)/python -m bench.gradcam

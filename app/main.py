@@ -16,15 +16,21 @@ from app.api.auth import require_api_key
 from app.api.errors import install_error_handlers
 from app.api.observability import Metrics, ObservabilityMiddleware
 from app.api.routes import calibrations, datasets, evaluations, health, losses, runs, thresholds
+from app.api.routes import detection as detection_routes
+from app.api.routes import diagnostics as diagnostics_routes
+from app.api.routes import inspections as inspection_routes
 from app.api.routes import metrics as metrics_routes
 from app.api.schemas.calibrations import ApplyRequest, CalibrationRequest
+from app.api.schemas.detection import DetectionEvaluationRequest
 from app.api.schemas.evaluations import EvaluationRequest, LossesRequest
 from app.api.schemas.runs import MetricBatch, PredictRequest, RunCreate
 from app.api.schemas.thresholds import ThresholdRequest
+from app.api.timeouts import TimeoutMiddleware
 from app.config import Settings, get_settings
 from app.db.session import dispose_engines
 from app.logs import configure_logging
 from app.worker import make_dispatcher
+from app.worker.inspection_tasks import make_inspection_dispatcher
 from app.worker.reaper import Reaper
 
 DESCRIPTION = """
@@ -43,15 +49,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # the API process in both modes: it outlives the workers whose runs it reaps.
     dispatcher = make_dispatcher(settings)
     reaper = Reaper(settings, dispatcher)
+    inspections = make_inspection_dispatcher(settings)  # inspection jobs, same workers
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         dispatcher.start()
+        inspections.start()
         reaper.start()
         try:
             yield
         finally:
             reaper.stop()
+            inspections.stop()
             dispatcher.stop()
             dispose_engines(settings.database_url)
 
@@ -65,17 +74,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.dispatcher = dispatcher
+    app.state.inspections = inspections
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(losses.router)
     app.include_router(evaluations.router)
+    app.include_router(detection_routes.router)
     app.include_router(calibrations.router)
     app.include_router(thresholds.router)
     app.include_router(runs.router)
+    app.include_router(diagnostics_routes.router)
     app.include_router(datasets.router)
+    app.include_router(inspection_routes.router)
     app.include_router(metrics_routes.router)
     # A registry per app (never the global one): several apps in one process do not clash.
     app.state.metrics = Metrics()
+    # Innermost: a timed-out request's 503 still gets CORS headers, a request id and metrics.
+    app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -91,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (
             *(EvaluationRequest, LossesRequest, CalibrationRequest, ApplyRequest),
             *(ThresholdRequest, RunCreate, MetricBatch, PredictRequest),
+            DetectionEvaluationRequest,
         ),
     )
     return app

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -238,6 +239,10 @@ class Run(Base):
         LargeBinary, deferred=True, deferred_raiseload=True
     )
     checkpoint_epoch: Mapped[int | None]
+    #: The domain-validation run this run is one fit of (app.services.domain_validation).
+    #: Its foreign key (ON DELETE CASCADE) is in ``__table_args__``: PostgreSQL only, since
+    #: SQLite cannot add a constraint to an existing table (migration 0009).
+    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
 
     evaluation: Mapped[Evaluation | None] = relationship(lazy="raise")
     dataset: Mapped[Dataset | None] = relationship(foreign_keys=[dataset_id], lazy="raise")
@@ -254,6 +259,12 @@ class Run(Base):
         Index("ix_runs_status_heartbeat_at", "status", "heartbeat_at"),
         # Concurrent runs of one API key: WHERE api_key_id = ? AND status IN (...).
         Index("ix_runs_api_key_id_status", "api_key_id", "status"),
+        ForeignKeyConstraint(
+            ["parent_id"],
+            ["runs.id"],
+            ondelete="CASCADE",
+            info={"only_on": "postgresql"},
+        ).ddl_if(dialect="postgresql"),
         Index(
             "ix_runs_tags",
             "tags",
@@ -315,3 +326,47 @@ class ApiKey(Base):
 
     def __repr__(self) -> str:
         return f"ApiKey(id={self.id!r}, name={self.name!r}, scope={self.scope!r})"
+
+
+#: Inspection states; the last two are terminal.
+INSPECTION_STATUSES: Final[tuple[str, ...]] = ("queued", "running", "succeeded", "failed")
+
+
+class Inspection(Base):
+    """A job that inspects a trained run (permutation importance, attributions, robustness...).
+
+    Claimed and finished like a run: ``queued -> running`` in one conditional UPDATE that also
+    counts ``attempts``; later writes are conditional on that attempt. ``params`` holds the
+    checked request, ``result`` the answer (plain JSON), ``error`` why it failed.
+    """
+
+    __tablename__ = "inspections"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(
+        default=utcnow, server_default=func.now(), index=True
+    )
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    queue: Mapped[str | None] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ({})".format(", ".join(f"'{s}'" for s in INSPECTION_STATUSES)),
+            name="status",
+        ),
+        # The reaper's and the runner's queries: by status, then heartbeat age.
+        Index("ix_inspections_status_heartbeat_at", "status", "heartbeat_at"),
+    )
+
+    def __repr__(self) -> str:
+        return f"Inspection(id={self.id!r}, kind={self.kind!r}, status={self.status!r})"

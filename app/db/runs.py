@@ -13,10 +13,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
+from app.db import run_families
 from app.db.base import utcnow
 from app.db.models import Dataset, Run, RunMetric
 from app.db.repositories import has_tag, newest_first_page
@@ -24,9 +25,11 @@ from app.db.repositories import has_tag, newest_first_page
 __all__ = [
     "MetricRow",
     "claim_run",
+    "count_active_runs_of_key",
     "create_dataset",
     "create_run",
     "finish_run",
+    "get_checkpoint",
     "get_dataset",
     "get_run",
     "heartbeat",
@@ -43,6 +46,7 @@ __all__ = [
     "run_version",
     "set_status",
     "stale_runs",
+    "suspend_run",
     "update_attempt",
     "upsert_metrics",
 ]
@@ -55,6 +59,8 @@ _QUEUED_AGAIN: dict[str, Any] = {
     "heartbeat_at": None,
     "started_at": None,
     "device": None,
+    "checkpoint": None,
+    "checkpoint_epoch": None,
 }
 
 #: ``(name, step, value, timestamp)``; ``value`` None for an undefined metric.
@@ -117,9 +123,12 @@ def list_runs(
     tag: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    parent_id: str | None = None,
 ) -> tuple[list[Run], int]:
     """One page of runs, newest first, and the total matching the filters (exact, ANDed)."""
     conditions: list[ColumnElement[bool]] = []
+    if parent_id is not None:
+        conditions.append(Run.parent_id == parent_id)
     if status is not None:
         conditions.append(Run.status == status)
     if name is not None:
@@ -127,6 +136,17 @@ def list_runs(
     if tag is not None:
         conditions.append(has_tag(session, Run.tags, tag))
     return newest_first_page(session, Run, conditions, limit=limit, offset=offset)
+
+
+def count_active_runs_of_key(session: Session, api_key_id: str) -> int:
+    """Internal runs of an API key that are queued or running (the per-key concurrency cap;
+    ix_runs_api_key_id_status serves it)."""
+    query = select(func.count()).where(
+        Run.api_key_id == api_key_id,
+        Run.status.in_(("queued", "running")),
+        Run.external.is_(False),
+    )
+    return int(session.scalar(query) or 0)
 
 
 def queued_run_ids(session: Session, *, limit: int = 1000) -> list[str]:
@@ -270,6 +290,37 @@ def release_run(session: Session, run_id: str, attempt: int) -> bool:
     return released
 
 
+def suspend_run(
+    session: Session, run_id: str, attempt: int, *, checkpoint: bytes, checkpoint_epoch: int
+) -> bool:
+    """Hand this attempt's run back to the queue with a checkpoint after ``checkpoint_epoch``
+    epochs (a worker shutting down): the next attempt resumes there. Metrics of those epochs
+    are kept; any of later steps are dropped, so the next attempt writes each once."""
+    suspended = _update(
+        session,
+        *_ours(run_id, attempt),
+        **{
+            **_QUEUED_AGAIN,
+            "epoch": checkpoint_epoch,
+            "checkpoint": checkpoint,
+            "checkpoint_epoch": checkpoint_epoch,
+        },
+        metrics_seq=Run.metrics_seq + 1,
+    )
+    if suspended:
+        later = and_(RunMetric.run_id == run_id, RunMetric.step >= checkpoint_epoch)
+        session.execute(delete(RunMetric).where(later))
+    return suspended
+
+
+def get_checkpoint(session: Session, run_id: str) -> tuple[bytes | None, int | None]:
+    """``(checkpoint, checkpoint_epoch)`` of a run (both None when it has none)."""
+    row = session.execute(
+        select(Run.checkpoint, Run.checkpoint_epoch).where(Run.id == run_id)
+    ).first()
+    return (None, None) if row is None else (row[0], row[1])
+
+
 def set_status(session: Session, run_id: str, *, expected: str, status: str, **values: Any) -> bool:
     """Change a run's status from ``expected`` (API actions: cancel, external runs)."""
     return _update(
@@ -326,11 +377,13 @@ def claim_redispatch(
 # -- reaping ---------------------------------------------------------------------------------------
 def stale_runs(session: Session, *, cutoff: datetime) -> list[Row[str, datetime | None, int]]:
     """``(id, heartbeat_at, attempts)`` of internal running runs whose heartbeat is older than
-    ``cutoff`` (or missing)."""
+    ``cutoff`` (or missing). Domain-validation parents have no worker and no heartbeat: they
+    end with their children (:mod:`app.db.run_families`)."""
     query = select(Run.id, Run.heartbeat_at, Run.attempts).where(
         Run.status == "running",
         Run.external.is_(False),
         or_(Run.heartbeat_at < cutoff, Run.heartbeat_at.is_(None)),
+        ~run_families.has_children(),
     )
     return list(session.execute(query))
 

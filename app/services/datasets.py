@@ -1,5 +1,9 @@
 """Datasets: read an uploaded CSV, Parquet or Arrow file, describe it, store it, load it back.
 
+Image datasets (``.npy`` / ``.npz`` uploads, Arrow tensor columns) are normalized to an Arrow
+table with one ``fixed_shape_tensor`` column by :mod:`app.services.image_datasets` and stored as
+Arrow.
+
 A dataset is stored as uploaded (every worker reads it from the database) together with a
 description of each column and of the target, so a run can be checked against it before it is
 queued without reading the file again.
@@ -22,8 +26,9 @@ from sqlalchemy.orm import Session
 from app.db import runs as repo
 from app.db.models import Dataset
 from app.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.services import image_datasets
 
-FORMATS: Final[tuple[str, ...]] = ("csv", "parquet", "arrow")
+FORMATS: Final[tuple[str, ...]] = ("csv", "parquet", "arrow", *image_datasets.FORMATS)
 #: Content types of uploads and the format each names.
 MEDIA_TYPES: Final[dict[str, str]] = {
     "text/csv": "csv",
@@ -32,6 +37,7 @@ MEDIA_TYPES: Final[dict[str, str]] = {
     "application/x-parquet": "parquet",
     "application/vnd.apache.arrow.file": "arrow",
     "application/vnd.apache.arrow.stream": "arrow",
+    **image_datasets.MEDIA_TYPES,
 }
 GENERIC_MEDIA_TYPES: Final[frozenset[str]] = frozenset({"application/octet-stream"})
 _MAX_DISTINCT_VALUES = 100  # target values listed in the summary (class labels)
@@ -46,7 +52,7 @@ def format_for(media_type: str, declared: str | None) -> str:
     fmt = MEDIA_TYPES.get(media_type)
     if fmt is None:
         accepted = ", ".join(sorted(MEDIA_TYPES))
-        hint = " (or any type with ?format=csv|parquet|arrow)"
+        hint = " (or any type with ?format=csv|parquet|arrow|npy|npz)"
         raise UnsupportedMediaType(
             f"content type {media_type!r} is not a dataset format; send one of {accepted}{hint}",
             field="content-type",
@@ -144,9 +150,25 @@ def store_dataset(
     target: str,
     name: str | None,
     max_rows: int,
+    image_shape: tuple[int, int, int] | None = None,
+    max_bytes: int = 1 << 28,
 ) -> Dataset:
-    """Parse, check and store an upload; returns the stored row."""
-    table = read_table(content, fmt)
+    """Parse, check and store an upload; returns the stored row.
+
+    Images (``npy``/``npz``, or an Arrow table with a tensor or fixed-size-list column, whose
+    shape ``image_shape`` may give) are stored as an Arrow file with one tensor column;
+    ``max_bytes`` caps the arrays of an ``.npz`` once inflated.
+    """
+    if fmt == "npy":
+        table = image_datasets.read_npy(content, target)
+    elif fmt == "npz":
+        table = image_datasets.read_npz(content, target, max_bytes=max_bytes)
+    else:
+        table = read_table(content, fmt)
+    if fmt in image_datasets.FORMATS or image_shape is not None or image_datasets.has_images(table):
+        return _store_images(
+            session, table, target=target, name=name, max_rows=max_rows, shape=image_shape
+        )
     if table.num_rows > max_rows:
         raise PayloadTooLarge(
             f"the file has {table.num_rows} rows; the limit is {max_rows} (EVALSERVE_MAX_ROWS)",
@@ -159,6 +181,40 @@ def store_dataset(
         session,
         name=name,
         format=fmt,
+        target=target,
+        n_rows=table.num_rows,
+        size_bytes=len(content),
+        columns=columns,
+        target_summary=target_summary,
+        content=content,
+    )
+
+
+def _store_images(
+    session: Session,
+    table: pa.Table,
+    *,
+    target: str,
+    name: str | None,
+    max_rows: int,
+    shape: tuple[int, int, int] | None,
+) -> Dataset:
+    if table.num_rows > max_rows:
+        raise PayloadTooLarge(
+            f"the file has {table.num_rows} images; the limit is {max_rows} (EVALSERVE_MAX_ROWS)",
+            field="body",
+        )
+    table = image_datasets.normalize(table, shape)
+    images = image_datasets.image_column(table)
+    if target == images:
+        raise InvalidInput(f"is {target!r}, the image column", field="target")
+    columns, target_summary = describe(table.drop_columns([images]), target)
+    columns.insert(table.column_names.index(images), image_datasets.describe_images(table, images))
+    content = image_datasets.to_ipc(table)
+    return repo.create_dataset(
+        session,
+        name=name,
+        format="arrow",
         target=target,
         n_rows=table.num_rows,
         size_bytes=len(content),
@@ -214,6 +270,8 @@ def feature_columns(
     for f in chosen:
         info = column(row, f)
         assert info is not None
+        if info.get("image_shape") and len(chosen) == 1:
+            continue  # the image column alone: a cnn run's input (app.services.image_run_data)
         problem = None
         if not info["numeric"]:
             problem = f"has type {info['type']}; features must be numeric"
@@ -234,9 +292,12 @@ def table_arrays(
 ) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[Any] | None]:
     """``X`` (float32, features in order), ``y`` (float64) and the group column of a file."""
     table = read_table(content, fmt)
-    X = np.empty((table.num_rows, len(features)), dtype=np.float32)
-    for j, name in enumerate(features):
-        X[:, j] = _as_float(table.column(name)).to_numpy()
+    if len(features) == 1 and image_datasets.is_image_column(table.column(features[0])):
+        X = image_datasets.pixel_rows(table.column(features[0]))  # (n, C·H·W)
+    else:
+        X = np.empty((table.num_rows, len(features)), dtype=np.float32)
+        for j, name in enumerate(features):
+            X[:, j] = _as_float(table.column(name)).to_numpy()
     y = _as_float(table.column(target)).to_numpy()
     groups = None
     if group is not None:

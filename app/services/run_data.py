@@ -307,6 +307,10 @@ def load_split(session: Session, run: Run) -> Split:
     """The run's training and validation arrays, as checked at creation."""
     doc = run.data
     vdoc = doc["validation"]
+    if vdoc["kind"] in ("domain", "time", "leave_one_domain_out", "time_split"):
+        from app.services import domain_validation  # it builds on this module
+
+        return domain_validation.load_split(session, run)
     if doc["source"] == "inline":
         assert run.inline_data is not None
         with np.load(io.BytesIO(run.inline_data), allow_pickle=False) as npz:

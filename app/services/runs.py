@@ -27,11 +27,12 @@ from app.api.schemas.runs import TRAINING_FIELDS, MetricBatch, RunCreate, Valida
 from app.config import Settings
 from app.core.calibration import TemperatureScaling
 from app.core.registry import REGISTRY
+from app.db import api_keys
 from app.db import runs as repo
 from app.db.base import utcnow
 from app.db.models import TERMINAL_STATUSES, Run
-from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from app.services import run_data
+from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, TooManyRequests
+from app.services import domain_validation, image_run_data, run_data
 from app.training import MLP, TrainingSpec, load_model
 from app.training import predict as predict_outputs
 from app.training.spec import LOOP_MONITORS
@@ -39,7 +40,7 @@ from app.training.spec import LOOP_MONITORS
 #: The validation metrics every epoch records, per task (names of :mod:`app.core.registry`).
 RUN_METRICS: Final[dict[str, tuple[str, ...]]] = {
     "binary": ("roc_auc", "average_precision", "f1", "log_loss", "brier", "ece"),
-    "multiclass": ("accuracy", "f1_macro", "log_loss"),
+    "multiclass": ("accuracy", "f1_macro", "log_loss", "ece"),
     "regression": ("root_mean_squared_error", "mean_absolute_error", "r2"),
 }
 
@@ -72,11 +73,34 @@ def queue_for(spec: TrainingSpec, settings: Settings) -> str:
     return settings.cpu_queue if spec.device == "cpu" else settings.gpu_queue
 
 
-def create_run(session: Session, body: RunCreate, settings: Settings) -> Run:
+def check_run_limit(session: Session, api_key_id: str | None, settings: Settings) -> None:
+    """Refuse a new run (429) when the key already has ``max_concurrent_runs_per_key`` runs
+    queued or running. The key's row is locked first and the count is read inside the write
+    transaction that inserts the run, so concurrent requests of one key cannot all pass."""
+    limit = settings.max_concurrent_runs_per_key
+    if api_key_id is None or limit == 0:
+        return
+    api_keys.lock_api_key(session, api_key_id)
+    active = repo.count_active_runs_of_key(session, api_key_id)
+    if active >= limit:
+        raise TooManyRequests(
+            f"this API key has {active} training runs queued or running; the limit is {limit} "
+            "(EVALSERVE_MAX_CONCURRENT_RUNS_PER_KEY): wait for one to finish, or cancel one"
+        )
+
+
+def create_run(
+    session: Session, body: RunCreate, settings: Settings, api_key_id: str | None = None
+) -> Run:
     """Check and store a run: ``queued`` (to be enqueued after commit), or ``running`` for an
     external run. Every problem is an :class:`InvalidInput` (422) raised before anything is
-    stored."""
-    common = {"name": body.name, "tags": list(dict.fromkeys(body.tags)), "task": body.task}
+    stored; a key over its concurrent-run limit is a :class:`TooManyRequests` (429)."""
+    common: dict[str, Any] = {
+        "name": body.name,
+        "tags": list(dict.fromkeys(body.tags)),
+        "task": body.task,
+        "api_key_id": api_key_id,
+    }
     if body.external:
         for field in (*TRAINING_FIELDS, "data", "validation"):
             if field in body.model_fields_set:
@@ -87,17 +111,32 @@ def create_run(session: Session, body: RunCreate, settings: Settings) -> Run:
         )
     if body.data is None:
         raise InvalidInput("is required (inline X and y, or a dataset_id)", field="data")
+    if domain_validation.requested(body.validation):  # a parent run of child runs
+        return domain_validation.create_parent(session, body, settings, api_key_id)
     spec = build_spec(body)  # options first: cheap, and independent of the data
-    prepared = run_data.prepare(
-        session,
-        body.task,
-        body.data,
-        body.validation or ValidationSpec.model_validate({}),
-        seed=spec.seed,
-        n_classes=spec.n_classes,
-        max_rows=settings.max_rows,
-    )
-    spec = build_spec(body, prepared.n_classes)
+    shape = None
+    if image_run_data.is_image_spec(spec):  # a cnn on images (app.services.image_run_data)
+        prepared, shape = image_run_data.prepare(
+            session,
+            body.task,
+            body.data,
+            body.validation or ValidationSpec.model_validate({}),
+            spec=spec,
+            max_rows=settings.max_rows,
+        )
+    else:
+        image_run_data.refuse_images(session, body.data, body.validation)
+        prepared = run_data.prepare(
+            session,
+            body.task,
+            body.data,
+            body.validation or ValidationSpec.model_validate({}),
+            seed=spec.seed,
+            n_classes=spec.n_classes,
+            max_rows=settings.max_rows,
+        )
+    spec = image_run_data.with_input_shape(build_spec(body, prepared.n_classes), shape)
+    check_run_limit(session, api_key_id, settings)  # last: the lock is held until commit
     return repo.create_run(
         session,
         status="queued",
@@ -149,6 +188,7 @@ def as_read(run: Run) -> dict[str, Any]:
         "data": run.data,
         "summary": run.summary,
         "evaluation_id": run.evaluation_id,
+        "parent_id": run.parent_id,
     }
 
 
@@ -163,6 +203,9 @@ def cancel_run(session: Session, run_id: str) -> tuple[Run, bool]:
     next batch boundary). A queued run is cancelled at once; cancelling twice is harmless; a
     run that already succeeded or failed is a conflict."""
     run = get_run(session, run_id)
+    if domain_validation.is_parent(run):
+        over = domain_validation.cancel_parent(session, run)
+        return _reloaded(session, run_id), over
     now = utcnow()
     if run.status == "queued":
         done = repo.set_status(
@@ -174,6 +217,8 @@ def cancel_run(session: Session, run_id: str) -> tuple[Run, bool]:
             cancel_requested=True,
         )
         if done:  # else a worker claimed it meanwhile: cancel it as a running run
+            if run.parent_id is not None:  # maybe its parent's last unfinished child
+                domain_validation.finalize(session, run.parent_id)
             return _reloaded(session, run_id), True
     run = _reloaded(session, run_id)
     if run.status == "running":
@@ -353,7 +398,7 @@ def predict(session: Session, run_id: str, X: Any, max_rows: int) -> dict[str, A
     summary = run.summary or {}
     if run.status not in TERMINAL_STATUSES or not summary.get("has_weights"):
         raise Conflict(f"the run is {run.status} and has no trained weights", field="run_id")
-    Xa = run_data.check_features(X, "X", max_rows)
+    Xa = image_run_data.features(run, X, "X", max_rows)  # images: checked against their shape
     if Xa.shape[1] != run.n_features:
         raise InvalidInput(
             f"rows have {Xa.shape[1]} features; the run was trained on {run.n_features}",

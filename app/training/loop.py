@@ -17,7 +17,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,8 @@ from torch import Tensor, nn
 
 from app.core._checks import as_float_array, check_consistent_length
 from app.errors import InvalidInput
+from app.training.checkpoint import Checkpoint, capture, restore
+from app.training.diagnostics import DEAD_UNIT_ROWS, dead_unit_fractions, gradient_stats
 from app.training.models import MLP, build_loss, build_model, weight_penalty
 from app.training.spec import LOOP_MONITORS, TrainingSpec
 
@@ -48,15 +50,19 @@ class NonFiniteLossError(FloatingPointError):
     batch : int or None
         0-based batch within the epoch; None when the validation loss is the non-finite one.
     layer : str or None
-        The first Linear layer (input side first, e.g. ``"hidden0"``, ``"output"``) whose
-        weight gradient was non-finite at that batch; None if every gradient was finite.
+        The Linear layer (``"hidden0"``, ..., ``"output"``) whose weight gradient went
+        non-finite first at that batch, in backpropagation order (the output side is
+        differentiated first, and a non-finite gradient flows on to every layer below it);
+        None if every gradient was finite.
     loss : float
-        The offending loss value (data loss + penalty for training batches).
+        The loss value at that batch (data loss + penalty for training batches); it may be
+        finite when only a gradient overflowed.
     """
 
     def __init__(self, epoch: int, batch: int | None, layer: str | None, *, loss: float) -> None:
         where = f"batch {batch}" if batch is not None else "the validation pass"
-        msg = f"non-finite loss ({loss!r}) at epoch {epoch}, {where}"
+        what = f"loss ({loss!r})" if not math.isfinite(loss) else f"gradient (loss {loss!r})"
+        msg = f"non-finite {what} at epoch {epoch}, {where}"
         if layer is not None:
             msg += f"; first non-finite gradient in layer {layer!r}"
         msg += (
@@ -65,6 +71,17 @@ class NonFiniteLossError(FloatingPointError):
         )
         super().__init__(msg)
         self.epoch, self.batch, self.layer, self.loss = epoch, batch, layer, loss
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record of where training diverged (the loss as a string if not finite)."""
+        loss: float | str = self.loss if math.isfinite(self.loss) else repr(self.loss)
+        return {
+            "kind": "non_finite",
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "layer": self.layer,
+            "loss": loss,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +115,13 @@ class EpochRecord:
         The largest of those per-batch norms.
     update_ratios : dict of str to float
         ``‖w_end - w_start‖ / ‖w_start‖`` per layer over the epoch (0 when ``w_start`` is 0).
+    grad_means, grad_zero_fracs : dict of str to float
+        Per layer: the mean entry of the weight gradient and its fraction of exact zeros, each
+        averaged over the epoch's batches (before clipping, like ``grad_norms``).
+    dead_fracs : dict of str to float
+        Per ReLU hidden layer: the fraction of units that output 0 for every row of the first
+        :data:`~app.training.diagnostics.DEAD_UNIT_ROWS` validation rows (end-of-epoch weights,
+        eval mode). Empty for other activations.
     is_best : bool
         This epoch improved the monitored quantity (early stopping's ``monitor``, else
         ``val_loss``).
@@ -123,6 +147,9 @@ class EpochRecord:
     update_ratios: dict[str, float]
     is_best: bool
     val_logits: NDArray[np.float32] | None = None
+    grad_means: dict[str, float] = field(default_factory=dict)
+    grad_zero_fracs: dict[str, float] = field(default_factory=dict)
+    dead_fracs: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +199,9 @@ class FitResult:
     total_time_s: float
     n_features: int
     n_outputs: int
+    #: With ``checkpoint_on_stop``, a stopped fit's state at the start of the epoch it stopped
+    #: in (resume it with ``fit(..., resume=...)``); None otherwise.
+    checkpoint: Checkpoint | None = None
 
 
 # -- setup --------------------------------------------------------------------------------------
@@ -268,13 +298,15 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
 def _raise_if_nonfinite(
     rows: NDArray[np.floating[Any]], first: int, epoch: int, names: list[str]
 ) -> None:
-    """``rows`` are batches ``first, first + 1, ...``: columns loss, penalty, grad norms."""
+    """``rows`` are batches ``first, first + 1, ...``: columns loss, penalty, one gradient norm
+    per layer of ``names`` (input side first), then further per-layer statistics."""
     bad = ~np.isfinite(rows)
     if not bad.any():
         return
     r = int(np.argmax(bad.any(axis=1)))
-    layer_bad = bad[r, 2:]
-    layer = names[int(np.argmax(layer_bad))] if layer_bad.any() else None
+    layer_bad = bad[r, 2 : 2 + len(names)]
+    # backpropagation reaches the output layer first: the last bad column is where it started
+    layer = names[len(names) - 1 - int(np.argmax(layer_bad[::-1]))] if layer_bad.any() else None
     raise NonFiniteLossError(epoch, first + r, layer, loss=float(rows[r, 0] + rows[r, 1]))
 
 
@@ -331,6 +363,8 @@ def fit(
     metric_fn: MetricFn | None = None,
     on_epoch_end: Callable[[EpochRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
+    checkpoint_on_stop: bool = False,
 ) -> FitResult:
     """Train the spec's MLP; return its weights, per-epoch history and validation outputs.
 
@@ -353,6 +387,15 @@ def fit(
         Polled before every batch; when it returns True the run stops at that batch boundary
         and the result says ``cancelled``. It is called once per batch, so it must be cheap
         (read a flag, not a database).
+    resume : Checkpoint, optional
+        Go on from :attr:`FitResult.checkpoint` of an earlier, stopped fit of the same spec and
+        data: training starts at epoch ``resume.epoch`` (records keep their absolute epoch
+        numbers; ``history`` holds the new epochs only, ``epochs_completed`` and ``steps``
+        count all of them). On the same device type the result equals an uninterrupted fit.
+    checkpoint_on_stop : bool
+        Snapshot the state at the start of every epoch (device copies of model and optimizer
+        state), so a fit stopped by ``should_stop`` returns a resumable checkpoint; the stopped
+        epoch's partial work is dropped and redone on resume.
 
     Returns
     -------
@@ -411,8 +454,12 @@ def fit(
     n = Xtr.shape[0]
     bounds = batch_bounds(n, spec.batch_size)
     sizes = np.array([hi - lo for lo, hi in bounds], dtype=np.float64)
-    # one row per batch: data loss, penalty, then each layer's weight-gradient norm
-    stats = torch.empty((len(bounds), 2 + len(layers)), device=device)
+    # one row per batch: data loss, penalty, each layer's weight-gradient norm, then each
+    # layer's gradient sum and nonzero count (see app.training.diagnostics)
+    n_layers = len(layers)
+    stats = torch.empty((len(bounds), 2 + 3 * n_layers), device=device)
+    numels = np.array([w.numel() for w in weights], dtype=np.float64)
+    X_dead = X_v[:DEAD_UNIT_ROWS]
     zero = torch.zeros((), device=device)
 
     history: list[EpochRecord] = []
@@ -422,9 +469,29 @@ def fit(
     best_logits: NDArray[np.float32] | None = None
     last_logits: NDArray[np.float32] | None = None
     cancelled = stopped_early = False
-    steps = wait = 0
+    steps = wait = start_epoch = 0
+    snapshot: Checkpoint | None = None
+    if resume is not None:
+        if not 0 <= resume.epoch < spec.epochs:
+            raise InvalidInput(f"is at epoch {resume.epoch} of {spec.epochs}", field="checkpoint")
+        restore(resume, model, optimizer, scheduler, shuffle_gen)
+        start_epoch, steps, wait = resume.epoch, resume.steps, resume.wait
+        best_value, best_epoch = resume.best_value, resume.best_epoch
+        best_state, best_logits = resume.best_state, resume.best_logits
 
-    for epoch in range(spec.epochs):
+    for epoch in range(start_epoch, spec.epochs):
+        if checkpoint_on_stop:
+            snapshot = capture(
+                epoch,
+                steps,
+                model,
+                optimizer,
+                scheduler,
+                shuffle_gen,
+                best=(best_value, best_epoch, wait),
+                best_state=best_state,
+                best_logits=best_logits,
+            )
         t0 = time.perf_counter()
         model.train()
         w_start = [w.detach().clone() for w in weights]
@@ -443,9 +510,11 @@ def fit(
             total.backward()
             # torch._foreach_norm: the per-tensor norms in one fused launch (what clip_grad_norm_
             # uses); written straight into this batch's row, with no host sync.
-            norms = torch._foreach_norm([w.grad for w in weights])  # type: ignore[misc]
+            grads: list[Tensor] = [w.grad for w in weights]  # type: ignore[misc]
+            norms = torch._foreach_norm(grads)
             pen_value = zero if pen is None else pen.detach()
-            torch.stack([data_loss.detach(), pen_value, *norms], out=stats[b])
+            extra = gradient_stats(grads)
+            torch.stack([data_loss.detach(), pen_value, *norms, *extra], out=stats[b])
             if clip is not None:
                 nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
@@ -465,7 +534,11 @@ def fit(
                 [torch.linalg.vector_norm(w - w0) for w, w0 in zip(weights, w_start, strict=True)]
             )
             start = torch.stack([torch.linalg.vector_norm(w0) for w0 in w_start])
-            ratios = torch.where(start > 0, moved / start, torch.zeros_like(start)).tolist()
+            ratios_t = torch.where(start > 0, moved / start, torch.zeros_like(start))
+            dead_t = dead_unit_fractions(model, layers, X_dead)
+            # ratios and dead-unit fractions come back in one read
+            both = torch.cat([ratios_t, *(v.reshape(1) for v in dead_t.values())]).tolist()
+            ratios, dead = both[:n_layers], dict(zip(dead_t, both[n_layers:], strict=True))
         train_time = time.perf_counter() - t0
 
         val_out = _outputs(model, X_v)
@@ -499,6 +572,9 @@ def fit(
         else:
             wait += 1
 
+        norm_cols = rows[:, 2 : 2 + n_layers]
+        sum_cols = rows[:, 2 + n_layers : 2 + 2 * n_layers]
+        nonzero_cols = rows[:, 2 + 2 * n_layers :]
         record = EpochRecord(
             epoch=epoch,
             train_loss=train_loss,
@@ -511,11 +587,16 @@ def fit(
             train_time_s=train_time,
             samples_per_s=n / max(train_time, 1e-9),  # finite even on a coarse clock
             n_batches=len(bounds),
-            grad_norms=dict(zip(names, rows[:, 2:].mean(axis=0).tolist(), strict=True)),
-            grad_norms_max=dict(zip(names, rows[:, 2:].max(axis=0).tolist(), strict=True)),
+            grad_norms=dict(zip(names, norm_cols.mean(axis=0).tolist(), strict=True)),
+            grad_norms_max=dict(zip(names, norm_cols.max(axis=0).tolist(), strict=True)),
             update_ratios=dict(zip(names, ratios, strict=True)),
             is_best=is_best,
             val_logits=last_logits,
+            grad_means=dict(zip(names, (sum_cols / numels).mean(axis=0).tolist(), strict=True)),
+            grad_zero_fracs=dict(
+                zip(names, (1.0 - nonzero_cols / numels).mean(axis=0).tolist(), strict=True)
+            ),
+            dead_fracs=dead,
         )
         if on_epoch_end is not None:
             on_epoch_end(record)
@@ -547,11 +628,12 @@ def fit(
         cancelled=cancelled,
         stopped_early=stopped_early,
         restored_best=restored,
-        epochs_completed=len(history),
+        epochs_completed=start_epoch + len(history),
         steps=steps,
         total_time_s=time.perf_counter() - t_start,
         n_features=Xtr.shape[1],
         n_outputs=n_outputs,
+        checkpoint=snapshot if cancelled else None,
     )
 
 

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from app.training.spec import LossSpec, TrainingSpec
+from app.training.cnn import CNN, n_pixels
+from app.training.spec import CNNSpec, LossSpec, TrainingSpec
 
 #: ``loss(outputs, targets) -> scalar``: outputs of shape (n, n_outputs), targets of shape (n,)
 #: (float for binary and regression, int64 class indices for multiclass). Mean over the batch.
@@ -83,11 +84,17 @@ def build_model(spec: TrainingSpec, n_features: int, n_outputs: int | None = Non
 
     ``n_outputs`` defaults to ``spec.n_outputs`` (1 for binary and regression, ``n_classes``
     for multiclass); pass it for a multiclass spec whose ``n_classes`` was inferred.
+    A ``cnn`` spec builds a :class:`~app.training.cnn.CNN` (typed as the MLP it stands in for:
+    same layer names, same ``linear_layers``), whose ``n_features`` is C·H·W of its input shape.
     """
     n_out = spec.n_outputs if n_outputs is None else n_outputs
     if n_out is None:
         raise ValueError("a multiclass spec without n_classes needs n_outputs")
     m = spec.model
+    if isinstance(m, CNNSpec):
+        if m.input_shape is None or n_pixels(m.input_shape) != n_features:
+            raise ValueError(f"the cnn's input shape {m.input_shape} does not hold {n_features}")
+        return CNN(m, n_out)  # type: ignore[return-value]
     return MLP(n_features, m.hidden, n_out, m.activation, m.dropout)
 
 

@@ -131,6 +131,196 @@ class ModelSpec:
         )
 
 
+# -- image models (model.type "cnn") ------------------------------------------------------------
+Pooling = Literal["max", "avg", "none"]
+HeadPooling = Literal["flatten", "avg"]
+MAX_KERNEL = 31
+MAX_POOL = 8
+MAX_IMAGE_SIDE = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class ConvBlockSpec:
+    """One convolution block: Conv2d ("same" padding) → [BatchNorm2d] → activation → pooling.
+
+    Parameters
+    ----------
+    channels : int in [1, 65536], default 16
+        Output channels of the convolution.
+    kernel : odd int in [1, 31], default 3
+    pool : {"max", "avg", "none"}, default "max"
+    pool_size : int in [1, 8], default 2
+        Pooling window and stride (``H -> H // pool_size``).
+    """
+
+    channels: int = 16
+    kernel: int = 3
+    pool: Pooling = "max"
+    pool_size: int = 2
+
+    def __post_init__(self) -> None:
+        # "model.blocks[]" is completed with the block's index by CNNSpec
+        _int(self.channels, "model.blocks[].channels", low=1, high=MAX_WIDTH)
+        _int(self.kernel, "model.blocks[].kernel", low=1, high=MAX_KERNEL)
+        if self.kernel % 2 == 0:
+            raise InvalidInput(
+                f"is {self.kernel}: must be odd (same padding)", field="model.blocks[].kernel"
+            )
+        _choice(self.pool, "model.blocks[].pool", get_args(Pooling))
+        _int(self.pool_size, "model.blocks[].pool_size", low=1, high=MAX_POOL)
+
+
+@dataclass(frozen=True, slots=True)
+class CNNSpec:
+    """A small convolutional network for images of shape C×H×W (``model: {type: "cnn"}``).
+
+    Conv blocks (:class:`ConvBlockSpec`), then the head: the last feature maps flattened (or
+    averaged over space with ``head_pool="avg"``), hidden Linear layers of widths ``head`` with
+    the activation and dropout, and the output layer. Grad-CAM looks at the blocks' activations.
+
+    Parameters
+    ----------
+    type : "cnn"
+    blocks : tuple of ConvBlockSpec (or mappings), default two blocks of 16 and 32 channels
+    head : tuple of int, default (64,)
+        Hidden widths of the head; ``()`` puts the output layer right after the pooling.
+    head_pool : {"flatten", "avg"}, default "flatten"
+    activation : {"relu", "gelu", "tanh", "silu"}, default "relu"
+    dropout : float in [0, 1), default 0.0
+        Dropout after each hidden activation of the head.
+    batch_norm : bool, default False
+        BatchNorm2d after every convolution.
+    input_norm : bool, default True
+        Standardize each input channel by the training images' statistics (a BatchNorm2d
+        without affine parameters in front: batch statistics while training, their cumulative
+        average afterwards), so pixels may come in any scale (0..255, 0..1, ...).
+    input_shape : (C, H, W) or None
+        Filled from the data when the run is created; a run spec stores it.
+
+    Examples
+    --------
+    >>> CNNSpec(blocks=[{"channels": 8}], input_shape=[1, 8, 8]).blocks[0].kernel
+    3
+    >>> CNNSpec(blocks=[{"channels": 8, "pool_size": 4}] * 2, input_shape=(1, 8, 8))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    app.errors.InvalidInput: model.blocks[1].pool_size: shrinks the 2×2 maps to nothing ...
+    """
+
+    type: Literal["cnn"] = "cnn"
+    blocks: tuple[ConvBlockSpec, ...] = (ConvBlockSpec(16), ConvBlockSpec(32))
+    head: tuple[int, ...] = (64,)
+    head_pool: HeadPooling = "flatten"
+    activation: Activation = "relu"
+    dropout: float = 0.0
+    batch_norm: bool = False
+    input_norm: bool = True
+    input_shape: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        _choice(self.type, "model.type", ("cnn",))
+        blocks = self.blocks
+        if isinstance(blocks, str | bytes) or not isinstance(blocks, tuple | list) or not blocks:
+            raise InvalidInput(
+                f"is {blocks!r}: must be a list of conv blocks", field="model.blocks"
+            )
+        if len(blocks) > MAX_DEPTH:
+            raise InvalidInput(
+                f"has {len(blocks)} blocks: at most {MAX_DEPTH}", field="model.blocks"
+            )
+        _set(self, "blocks", tuple(_conv_block(b, i) for i, b in enumerate(blocks)))
+        head = self.head
+        if isinstance(head, str | bytes) or not isinstance(head, tuple | list):
+            raise InvalidInput(f"is {head!r}: must be a list of widths", field="model.head")
+        if len(head) > MAX_DEPTH:
+            raise InvalidInput(f"has {len(head)} layers: at most {MAX_DEPTH}", field="model.head")
+        _set(
+            self,
+            "head",
+            tuple(_int(w, f"model.head[{i}]", low=1, high=MAX_WIDTH) for i, w in enumerate(head)),
+        )
+        _choice(self.head_pool, "model.head_pool", get_args(HeadPooling))
+        _choice(self.activation, "model.activation", get_args(Activation))
+        _set(
+            self, "dropout", _real(self.dropout, "model.dropout", low=0.0, high=1.0, high_open=True)
+        )
+        _flag(self.batch_norm, "model.batch_norm")
+        _flag(self.input_norm, "model.input_norm")
+        if self.input_shape is not None:
+            shape = self.input_shape
+            if (
+                isinstance(shape, str | bytes)
+                or not isinstance(shape, tuple | list)
+                or len(shape) != 3
+            ):
+                raise InvalidInput(f"is {shape!r}: must be [C, H, W]", field="model.input_shape")
+            c = _int(shape[0], "model.input_shape[0]", low=1, high=MAX_WIDTH)
+            h = _int(shape[1], "model.input_shape[1]", low=1, high=MAX_IMAGE_SIDE)
+            w = _int(shape[2], "model.input_shape[2]", low=1, high=MAX_IMAGE_SIDE)
+            _set(self, "input_shape", (c, h, w))
+            self.feature_shape()  # the pooling must leave every block something to look at
+
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) after the last block; needs ``input_shape``."""
+        if self.input_shape is None:
+            raise ValueError("the input shape is not known yet")
+        _, h, w = self.input_shape
+        for i, b in enumerate(self.blocks):
+            if b.pool != "none":
+                if h // b.pool_size == 0 or w // b.pool_size == 0:
+                    raise InvalidInput(
+                        f"shrinks the {h}×{w} maps to nothing (input "
+                        f"{'×'.join(map(str, self.input_shape))}); use fewer or smaller pools",
+                        field=f"model.blocks[{i}].pool_size",
+                    )
+                h, w = h // b.pool_size, w // b.pool_size
+        return self.blocks[-1].channels, h, w
+
+    @classmethod
+    def from_mapping(cls, value: Mapping[str, Any]) -> CNNSpec:
+        """Build from parsed JSON, refusing unknown keys (naming ``model.<key>``)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in value:
+            if key not in known:
+                raise InvalidInput("is not an option of a cnn model", field=f"model.{key}")
+        return cls(**{k: v for k, v in value.items() if v is not None})
+
+
+def _conv_block(value: object, i: int) -> ConvBlockSpec:
+    prefix = f"model.blocks[{i}]"
+    try:
+        if isinstance(value, ConvBlockSpec):
+            return value
+        if not isinstance(value, Mapping):
+            raise InvalidInput(f"is {value!r}: must be a mapping", field="model.blocks[]")
+        known = {f.name for f in dataclasses.fields(ConvBlockSpec)}
+        for key in value:
+            if key not in known:
+                raise InvalidInput(
+                    "is not an option of a conv block", field=f"model.blocks[].{key}"
+                )
+        return ConvBlockSpec(**{k: v for k, v in value.items() if v is not None})
+    except InvalidInput as exc:
+        field_name = (exc.field or "model.blocks[]").replace("model.blocks[]", prefix)
+        raise InvalidInput(exc.detail, field=field_name) from None
+
+
+def model_from_mapping(value: Mapping[str, Any]) -> ModelSpec | CNNSpec:
+    """``model`` of a run spec: ``type`` "mlp" (the default) or "cnn"."""
+    kind = value.get("type", "mlp")
+    if kind == "cnn":
+        return CNNSpec.from_mapping(value)
+    if kind != "mlp":
+        raise InvalidInput(f"is {kind!r}: must be one of ['mlp', 'cnn']", field="model.type")
+    rest = {k: v for k, v in value.items() if k != "type"}
+    known = {f.name for f in dataclasses.fields(ModelSpec)}
+    for key in rest:
+        if key not in known:
+            raise InvalidInput("is not a training option", field=f"model.{key}")
+    return ModelSpec(**rest)
+
+
 @dataclass(frozen=True, slots=True)
 class LossSpec:
     """The data loss and its parameters.
@@ -340,6 +530,36 @@ class EarlyStoppingSpec:
         _flag(self.restore_best, "early_stopping.restore_best")
 
 
+#: Rows and default epochs of sanity mode (the "overfit a tiny subset" check).
+SANITY_MIN_ROWS, SANITY_MAX_ROWS = 32, 256
+SANITY_EPOCHS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class SanityCheckSpec:
+    """Sanity mode: can the model memorize a small subset of its training data?
+
+    The run trains on ``rows`` rows drawn (seeded) from the training split, with dropout, the
+    L1/L2 penalties, weight decay, label smoothing and early stopping off, for ``epochs``
+    epochs, and is judged pass/fail on its final training loss
+    (:func:`app.core.diagnostics.judge_sanity`). A model that cannot overfit 32-256 rows has a
+    bug in its data, labels, architecture, loss or optimization, not a generalization problem.
+
+    Parameters
+    ----------
+    rows : int in [32, 256]
+    epochs : int >= 1, default 300
+        Replaces the run's ``epochs``.
+    """
+
+    rows: int = 64
+    epochs: int = SANITY_EPOCHS
+
+    def __post_init__(self) -> None:
+        _int(self.rows, "sanity_check.rows", low=SANITY_MIN_ROWS, high=SANITY_MAX_ROWS)
+        _int(self.epochs, "sanity_check.epochs", low=1, high=MAX_EPOCHS)
+
+
 _PARTS: dict[str, type[Any]] = {
     "model": ModelSpec,
     "loss": LossSpec,
@@ -347,7 +567,10 @@ _PARTS: dict[str, type[Any]] = {
     "optimizer": OptimizerSpec,
     "schedule": ScheduleSpec,
     "early_stopping": EarlyStoppingSpec,
+    "sanity_check": SanityCheckSpec,
 }
+#: Parts that may be None (off).
+_OPTIONAL_PARTS = frozenset({"early_stopping", "sanity_check"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,10 +592,15 @@ class TrainingSpec:
     device : {"auto", "cpu", "cuda"}, default "auto"
         ``auto`` is ``cuda`` when available.
     grad_clip_norm : float > 0 or None
-        Clip the global gradient L2 norm (``clip_grad_norm_``) before each step.
+        Clip the global gradient L2 norm (``clip_grad_norm_``) before each step. The gradient
+        norms the loop records are measured before clipping (what the loss asked for).
     n_classes : int >= 2 or None
         Multiclass only. None: ``len(loss.class_weights)`` if given, else inferred at fit time
         as the largest label + 1.
+    sanity_check : SanityCheckSpec or None, default None
+        Sanity mode. Setting it turns dropout, the penalties, weight decay, label smoothing
+        and early stopping off and sets ``epochs`` to ``sanity_check.epochs`` here, so the
+        stored spec says what actually trained; the caller trains on the subset.
 
     Examples
     --------
@@ -386,7 +614,7 @@ class TrainingSpec:
     """
 
     task: Task
-    model: ModelSpec = field(default_factory=ModelSpec)
+    model: ModelSpec | CNNSpec = field(default_factory=ModelSpec)
     loss: LossSpec = field(default_factory=LossSpec)
     regularization: RegularizationSpec = field(default_factory=RegularizationSpec)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
@@ -398,13 +626,18 @@ class TrainingSpec:
     device: Device = "auto"
     grad_clip_norm: float | None = None
     n_classes: int | None = None
+    sanity_check: SanityCheckSpec | None = None
 
     def __post_init__(self) -> None:
         _choice(self.task, "task", get_args(Task))
         for name, cls in _PARTS.items():
             value = getattr(self, name)
-            if not isinstance(value, cls) and not (name == "early_stopping" and value is None):
+            if name == "model" and isinstance(value, CNNSpec):
+                continue
+            if not isinstance(value, cls) and not (name in _OPTIONAL_PARTS and value is None):
                 raise InvalidInput(f"must be a {cls.__name__}", field=name)
+        if self.sanity_check is not None:
+            self._sanity_overrides()
         _int(self.batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE)
         _int(self.epochs, "epochs", low=1, high=MAX_EPOCHS)
         _int(self.seed, "seed", low=0, high=MAX_SEED)
@@ -441,6 +674,15 @@ class TrainingSpec:
                     field="loss.class_weights",
                 )
 
+    def _sanity_overrides(self) -> None:
+        assert self.sanity_check is not None
+        # regularizers fight memorization, which is all sanity mode asks for
+        _set(self, "model", replace(self.model, dropout=0.0))
+        _set(self, "regularization", RegularizationSpec())
+        _set(self, "loss", replace(self.loss, label_smoothing=0.0))
+        _set(self, "early_stopping", None)
+        _set(self, "epochs", self.sanity_check.epochs)
+
     @property
     def n_outputs(self) -> int | None:
         """Output units of the model; None for multiclass before ``n_classes`` is known."""
@@ -476,7 +718,10 @@ class TrainingSpec:
         kwargs: dict[str, Any] = dict(data)
         for name, part_cls in _PARTS.items():
             value = kwargs.get(name)
-            if value is None or isinstance(value, part_cls):
+            if name == "model" and isinstance(value, Mapping):
+                kwargs[name] = model_from_mapping(value)  # "type": "mlp" or "cnn"
+                continue
+            if value is None or isinstance(value, part_cls | CNNSpec):
                 continue
             if not isinstance(value, Mapping):
                 raise InvalidInput(f"must be a mapping, got {type(value).__name__}", field=name)

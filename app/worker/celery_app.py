@@ -9,14 +9,19 @@ atomic claim turns a duplicate into a no-op. Time limits: the task stops itself 
 60 s later, are the backstop. Runs with device ``auto``/``cuda`` go to the GPU queue, device
 ``cpu`` to the CPU queue.
 
+Warm shutdown (SIGTERM, e.g. ``docker stop``): the running fit stops at its next batch, is
+checkpointed at its last complete epoch and queued again, and its task is sent again before
+the worker exits, so another worker (or this one, restarted) resumes it there.
+
 Start a worker with ``evalserve worker`` (or ``celery -A app.worker.celery_app worker``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
 import os
-import threading
 from typing import Any
 
 from celery import Celery, Task
@@ -26,6 +31,7 @@ from app.config import Settings, get_settings
 from app.db import runs as repo
 from app.db.base import utcnow
 from app.db.session import session_scope
+from app.worker.inspection_tasks import register_celery_task as register_inspection_task
 from app.worker.reaper import Reaper
 from app.worker.tasks import execute_run
 
@@ -33,8 +39,26 @@ log = logging.getLogger(__name__)
 
 TASK_NAME = "evalserve.train_run"
 
-#: Set when this worker begins a warm shutdown: running fits stop at the next batch.
-_shutting_down = threading.Event()
+
+class SharedFlag:
+    """A flag in shared memory, made before the pool forks: set in the worker's main process,
+    seen by its prefork children (a ``threading.Event`` would be a copy per process). No lock:
+    it is set from a signal handler, which in a solo pool may interrupt a reader in the same
+    thread, and a lock held there would deadlock (``multiprocessing.Event`` takes one)."""
+
+    def __init__(self) -> None:
+        self._value = multiprocessing.get_context("fork").RawValue(ctypes.c_bool, False)
+
+    def set(self) -> None:
+        self._value.value = True
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
+#: Set when this worker begins a warm shutdown (Celery signals it in the main process only):
+#: running fits stop at the next batch and are checkpointed.
+_shutting_down = SharedFlag()
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -65,6 +89,7 @@ def make_celery(settings: Settings) -> Celery:
 
 celery_app = make_celery(get_settings())
 celery = celery_app  # the name `celery -A app.worker.celery_app` looks for
+register_inspection_task(celery_app)  # evalserve.inspect: inspections of trained runs
 
 
 @celery_app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)

@@ -19,14 +19,15 @@ from app.db import runs as repo
 from app.db.base import utcnow
 from app.db.models import Run
 from app.db.session import session_scope
+from app.services import domain_validation
 from app.worker import Dispatcher
 
 log = logging.getLogger(__name__)
 
 
 def reap_once(settings: Settings, dispatcher: Dispatcher | None = None) -> list[tuple[str, str]]:
-    """One pass; returns ``(run_id, "failed" | "requeued" | "redispatched")`` for each run
-    acted on."""
+    """One pass; returns ``(run_id, "failed" | "requeued" | "redispatched" | "finalized")`` for
+    each run acted on."""
     now = utcnow()
     timeout = settings.heartbeat_timeout_s
     with session_scope(settings) as session:
@@ -50,6 +51,8 @@ def reap_once(settings: Settings, dispatcher: Dispatcher | None = None) -> list[
             if repo.reap_run(session, run_id, seen_heartbeat=seen, error=error, now=now):
                 actions.append((run_id, "failed"))
                 log.warning("run %s: %s", run_id, error)
+    # Domain-validation parents whose last child ended without finishing them (its worker died).
+    actions += domain_validation.finish_ready_parents(settings)
     if dispatcher is not None and settings.broker_url:
         actions += _redispatch_undelivered(settings, dispatcher)
     if dispatcher is not None:

@@ -2,9 +2,11 @@
 
 It runs the same task function as a Celery worker. The database is the queue: on start the
 runner picks up every run still ``queued`` (left over by a restart), and each claim is atomic,
-so several API processes sharing a database never train a run twice. On stop, running fits
-stop at their next batch boundary (failed, or re-queued when ``requeue_dead_runs``) and runs
-not yet started stay queued for the next start.
+so several API processes sharing a database never train a run twice. On stop (the app's
+shutdown), running fits stop at their next batch boundary and are checkpointed at their last
+complete epoch and left queued, to resume at the next start (failed instead, with the epoch
+they reached, when ``resume_interrupted_runs`` is off or attempts run out); runs not yet
+started stay queued for the next start.
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ class LocalRunner:
                 self._pending.discard(run_id)
 
     def stop(self) -> None:
-        """Stop running fits at their next batch boundary and wait for the threads."""
+        """Stop running fits at their next batch boundary (checkpointed, see the module) and
+        wait for the threads."""
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is None:

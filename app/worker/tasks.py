@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import orjson
@@ -39,6 +39,7 @@ from app.db import runs as repo
 from app.db.base import utcnow
 from app.db.session import get_sessionmaker, session_scope
 from app.errors import EvalserveError, ServiceUnavailable, UndefinedMetricError
+from app.services import diagnostics, domain_validation
 from app.services.run_data import load_split
 from app.services.runs import RUN_METRICS
 from app.training import (
@@ -49,6 +50,7 @@ from app.training import (
     fit,
     resolve_device,
 )
+from app.training.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,13 @@ STOP_CANCELLED: Final = "cancelled"
 STOP_LOST: Final = "lost"
 STOP_TIME_LIMIT: Final = "time_limit"
 STOP_SHUTDOWN: Final = "shutdown"
+
+
+class StopFlag(Protocol):
+    """Set when the worker is shutting down: a ``threading.Event`` (in-process runner, solo
+    pool) or a ``multiprocessing`` one that prefork children share with their parent."""
+
+    def is_set(self) -> bool: ...
 
 
 def worker_name(prefix: str = "worker") -> str:
@@ -80,7 +89,7 @@ class RunMonitor:
         *,
         interval_s: float,
         time_limit_s: float,
-        stop_event: threading.Event | None = None,
+        stop_event: StopFlag | None = None,
     ) -> None:
         self._factory, self._run_id, self._attempt = factory, run_id, attempt
         self._interval = interval_s
@@ -178,6 +187,13 @@ def epoch_rows(record: EpochRecord) -> list[repo.MetricRow]:
         values[f"grad_norm_max/{layer}"] = norm
     for layer, ratio in record.update_ratios.items():
         values[f"update_ratio/{layer}"] = ratio
+    for quantity, per_layer in (
+        ("grad_mean", record.grad_means),
+        ("grad_zero_frac", record.grad_zero_fracs),
+        ("dead_frac", record.dead_fracs),
+    ):
+        for layer, value in per_layer.items():
+            values[f"{quantity}/{layer}"] = value
     return [(name, record.epoch, value, now) for name, value in values.items()]
 
 
@@ -265,11 +281,12 @@ def _state_bytes(result: FitResult) -> bytes:
 
 
 # -- the task --------------------------------------------------------------------------------------
+@domain_validation.finishes_parent  # the last child of a domain-validation run finishes it
 def execute_run(
     run_id: str,
     *,
     settings: Settings | None = None,
-    stop_event: threading.Event | None = None,
+    stop_event: StopFlag | None = None,
     worker: str | None = None,
 ) -> Outcome:
     """Train the run ``run_id`` if it is still queued; returns what became of it."""
@@ -288,11 +305,12 @@ def execute_run(
         time_limit_s=settings.run_time_limit_s,
         stop_event=stop_event,
     )
+    diverged: NonFiniteLossError | None = None
     with monitor:
         try:
             return _train(factory, settings, run_id, attempt, monitor)
         except NonFiniteLossError as exc:
-            message = str(exc)
+            message, diverged = str(exc), exc
         except EvalserveError as exc:
             message = str(exc)
         except Exception as exc:
@@ -301,8 +319,16 @@ def execute_run(
             else:
                 log.exception("run %s failed", run_id)
                 message = f"internal error in the worker: {type(exc).__name__}: {exc}"[:10_000]
+    extra: dict[str, Any] = {}
+    if diverged is not None:  # where it diverged (and a sanity verdict), for the diagnostics
+        extra["summary"] = {"has_weights": False, "failure": diverged.to_dict()}
+        try:
+            with session_scope(factory=factory) as session:
+                extra["summary"] = diagnostics.divergence_summary(session, run_id, diverged)
+        except Exception:  # the verdict is extra: it must never keep the run from failing
+            log.warning("run %s: no sanity verdict for the diverged run", run_id, exc_info=True)
     with session_scope(factory=factory) as session:
-        done = repo.finish_run(session, run_id, attempt, status="failed", error=message)
+        done = repo.finish_run(session, run_id, attempt, status="failed", error=message, **extra)
     return "failed" if done else "lost"
 
 
@@ -319,6 +345,11 @@ def _train(
         spec = TrainingSpec.from_dict(run.spec)
         task, name, tags = run.task, run.name, list(run.tags or [])
         split = load_split(session, run)
+        if spec.sanity_check is not None:  # sanity mode: memorize a small training subset
+            split = diagnostics.sanity_subset(split, spec.sanity_check.rows, spec.seed)
+        blob, _ = repo.get_checkpoint(session, run_id)
+    # A run handed back by a worker that shut down goes on from its last complete epoch.
+    resume = Checkpoint.from_bytes(blob) if blob is not None else None
     device = str(resolve_device(spec.device))
     with session_scope(factory=factory) as session:
         repo.update_attempt(session, run_id, attempt, device=device, heartbeat_at=utcnow())
@@ -354,10 +385,16 @@ def _train(
         metric_fn=metric_fn_for(task, n_outputs),
         on_epoch_end=on_epoch_end,
         should_stop=monitor.should_stop,
+        resume=resume,
+        checkpoint_on_stop=True,
     )
     stopped = monitor.stop_reason() if result.cancelled else None
     if stopped == STOP_LOST:
         return "lost"
+    if stopped == STOP_SHUTDOWN:
+        handed_back = _hand_back(factory, settings, run_id, attempt, result.checkpoint)
+        if handed_back is not None:
+            return handed_back
     y_val, outputs = split.y_val, result.val_logits
     report = final_report(task, y_val, outputs, result.n_outputs, settings.max_curve_points)
     report.update(id=None, created_at=None, name=name, model=f"run:{run_id}", tags=tags)
@@ -367,12 +404,17 @@ def _train(
         summary["calibration"] = calibrate(task, y_val, outputs)
     if task == "binary":
         summary["recommended_threshold"] = recommend_threshold(y_val, outputs)
+    if spec.sanity_check is not None:
+        with session_scope(factory=factory) as session:
+            summary["sanity_check"] = diagnostics.sanity_from_db(session, run_id, spec, split)
     # One pass through orjson: numpy scalars become numbers, NaN and inf become null.
     summary = orjson.loads(orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY))
     values: dict[str, Any] = {
         "summary": summary,
         "state_dict": _state_bytes(result),
         "device": result.device,  # e.g. cuda:0, more precise than the resolved "cuda"
+        "checkpoint": None,  # the run is over: nothing will resume it
+        "checkpoint_epoch": None,
     }
     status, outcome_error = "succeeded", None
     if stopped == STOP_CANCELLED:
@@ -381,18 +423,54 @@ def _train(
         status = "failed"
         outcome_error = f"stopped after the run time limit of {settings.run_time_limit_s:g} s"
     elif stopped == STOP_SHUTDOWN:
-        if settings.requeue_dead_runs and attempt < settings.max_run_attempts:
-            with session_scope(factory=factory) as session:
-                released = repo.release_run(session, run_id, attempt)
-            return "queued" if released else "lost"
         status = "failed"
-        outcome_error = "interrupted: the worker shut down during the run"
+        why = (
+            f"attempt {attempt} of EVALSERVE_MAX_RUN_ATTEMPTS={settings.max_run_attempts}"
+            if _resumable(settings)
+            else "EVALSERVE_RESUME_INTERRUPTED_RUNS is off"
+        )
+        outcome_error = (
+            f"interrupted at epoch {result.epochs_completed} of {spec.epochs}: the worker shut "
+            f"down during the run, and it was not queued again ({why}); submit it again"
+        )
     try:
         with session_scope(factory=factory) as session:
             _store_result(session, run_id, attempt, status, outcome_error, values, report)
     except _Lost:
         return "lost"
     return status
+
+
+def _resumable(settings: Settings) -> bool:
+    return settings.resume_interrupted_runs or settings.requeue_dead_runs
+
+
+def _hand_back(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    run_id: str,
+    attempt: int,
+    checkpoint: Checkpoint | None,
+) -> Outcome | None:
+    """Queue a run interrupted by a worker shutdown again: with its checkpoint when an epoch
+    was completed (the next attempt resumes there and keeps the stored metrics), from scratch
+    otherwise. None when it may not be re-queued (the caller fails it, saying where it was)."""
+    if not _resumable(settings) or attempt >= settings.max_run_attempts:
+        return None
+    with session_scope(factory=factory) as session:
+        if checkpoint is not None and checkpoint.epoch > 0:
+            done = repo.suspend_run(
+                session,
+                run_id,
+                attempt,
+                checkpoint=checkpoint.to_bytes(),
+                checkpoint_epoch=checkpoint.epoch,
+            )
+        else:
+            done = repo.release_run(session, run_id, attempt)
+    if done:
+        log.info("run %s: worker shutting down; queued again to resume", run_id)
+    return "queued" if done else "lost"
 
 
 class _Lost(Exception):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,10 +13,48 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.deps import get_db
 from app.config import Settings
-from app.db.session import get_session
+from app.db.migrate import upgrade_to_head
+from app.db.session import dispose_engines, get_session
 from app.main import create_app
 
 LIMITS = {"max_body_bytes": 2_000_000, "max_rows": 50_000}
+#: Statuses of runs and inspections after which nothing changes.
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@contextmanager
+def live_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, **settings: Any
+) -> Iterator[TestClient]:
+    """An app with its lifespan (in-process runner, reaper) on a committed database.
+
+    ``request.param`` picks the backend: ``"sqlite"`` (a migrated file) or ``"postgresql"`` (a
+    fresh migrated database). Background workers commit, so these apps cannot use the rolled-back
+    sessions of :func:`store_client`; module-scoped fixtures share one app per backend.
+    """
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'runs.db'}"
+        upgrade_to_head(url)
+    else:
+        url = str(request.getfixturevalue("make_postgres_database")())
+    options: dict[str, Any] = {"heartbeat_interval_s": 0.1, "heartbeat_timeout_s": 5.0}
+    options.update(settings)
+    try:
+        with TestClient(create_app(Settings(database_url=url, **options))) as client:
+            yield client
+    finally:
+        dispose_engines(url)
+
+
+def wait_for(client: TestClient, path: str, timeout: float = 120.0) -> dict[str, Any]:
+    """GET ``path`` (a run or an inspection) until its status is terminal; the document."""
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = client.get(path).json()
+        if doc["status"] in TERMINAL:
+            return dict(doc)
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.05)
 
 
 @pytest.fixture

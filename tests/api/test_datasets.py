@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.api.deps import get_db
 from app.config import Settings
 from app.db import runs as repo
-from app.db.migrate import upgrade_to_head
-from app.db.session import dispose_engines, get_session
+from app.db.session import get_session
 from app.main import create_app
 from app.services.run_data import load_split
+from tests.api.conftest import live_app
 
 
 def table(n: int = 90, seed: int = 0) -> pa.Table:
@@ -217,15 +217,8 @@ def test_a_group_split_keeps_every_group_on_one_side(
 def live_client(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('live-ds') / 'runs.db'}"
-        upgrade_to_head(url)
-    else:
-        url = str(request.getfixturevalue("make_postgres_database")())
-    settings = Settings(database_url=url, heartbeat_interval_s=0.1, heartbeat_timeout_s=5.0)
-    with TestClient(create_app(settings)) as client:
+    with live_app(request, tmp_path_factory) as client:
         yield client
-    dispose_engines(url)
 
 
 def test_runs_train_on_an_uploaded_dataset_with_a_separate_validation_dataset(

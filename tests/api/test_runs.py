@@ -13,12 +13,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.db.migrate import upgrade_to_head
-from app.db.session import dispose_engines
-from app.main import create_app
-
-TERMINAL = {"succeeded", "failed", "cancelled"}
+from tests.api.conftest import live_app, wait_for
 
 
 def separable(n: int = 120, d: int = 3, seed: int = 0) -> tuple[list[list[float]], list[int]]:
@@ -260,30 +255,12 @@ def test_metric_history_pages_with_a_cursor_filters_names_and_answers_304_when_u
 def live_client(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'runs.db'}"
-        upgrade_to_head(url)
-    else:
-        url = str(request.getfixturevalue("make_postgres_database")())
-    settings = Settings(
-        database_url=url,
-        heartbeat_interval_s=0.1,
-        heartbeat_timeout_s=5.0,
-        events_poll_interval_s=0.05,
-    )
-    with TestClient(create_app(settings)) as client:
+    with live_app(request, tmp_path_factory, events_poll_interval_s=0.05) as client:
         yield client
-    dispose_engines(url)
 
 
 def wait_done(client: TestClient, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        run = client.get(f"/v1/runs/{run_id}").json()
-        if run["status"] in TERMINAL:
-            return dict(run)
-        assert time.monotonic() < deadline, run
-        time.sleep(0.05)
+    return wait_for(client, f"/v1/runs/{run_id}", timeout)
 
 
 def read_events(client: TestClient, path: str, **headers: str) -> list[tuple[str, Any, str]]:

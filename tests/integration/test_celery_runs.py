@@ -266,3 +266,23 @@ def test_a_worker_killed_mid_run_leaves_the_run_failed_by_the_reaper(
         worker.stop()
     assert run["status"] == "failed"
     assert "stopped sending heartbeats" in run["error"] and run["finished_at"]
+
+
+def test_a_leave_one_domain_out_run_fans_out_over_the_celery_worker(
+    celery_client: TestClient,
+) -> None:
+    worker: Worker = celery_client.worker  # type: ignore[attr-defined]
+    body = run_body(name="celery-domains", epochs=3)
+    body["validation"] = {"leave_one_domain_out": True, "groups": ["north", "south"] * 100}
+    res = celery_client.post("/v1/runs", json=body)
+    assert res.status_code == 202, res.text
+    parent = wait_for(celery_client, res.json()["id"], lambda r: r["status"] in TERMINAL, worker)
+    assert parent["status"] == "succeeded", f"{parent['error']}\n{worker.tail()}"
+    children = celery_client.get("/v1/runs", params={"parent_id": parent["id"]}).json()["items"]
+    assert len(children) == 3
+    assert all(c["worker"].startswith("celery:test-") for c in children)
+    dv = parent["summary"]["domain_validation"]
+    assert [d["domain"] for d in dv["domains"]] == ["north", "south"]
+    assert {d["n_val"] for d in dv["domains"]} == {100}
+    roc_aucs = [d["metrics"]["roc_auc"] for d in dv["domains"]]
+    assert dv["weighted_mean"]["roc_auc"] == pytest.approx(np.mean(roc_aucs), rel=1e-12)

@@ -1,4 +1,5 @@
-"""/v1/datasets: upload a CSV, Parquet or Arrow file for training runs; read its schema."""
+"""/v1/datasets: upload a CSV, Parquet or Arrow file (or images as .npy / .npz) for training
+runs; read its schema."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from app.api.schemas.runs import DatasetList, DatasetRead
 from app.db import runs as repo
 from app.errors import PayloadTooLarge
 from app.services import datasets as service
+from app.services import image_datasets
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -35,7 +37,7 @@ _UPLOAD_DOC = {
 @router.post(
     "",
     status_code=201,
-    summary="Upload a dataset (CSV, Parquet or Arrow)",
+    summary="Upload a dataset (CSV, Parquet, Arrow; images as .npy / .npz)",
     response_model=DatasetRead,
     responses=PROBLEM_RESPONSES,
     openapi_extra=_UPLOAD_DOC,
@@ -47,8 +49,16 @@ async def upload_dataset(
     target: Annotated[Name, Query(description="The target column.")],
     name: Annotated[Name | None, Query(description="A name to find it by.")] = None,
     format: Annotated[
-        Literal["csv", "parquet", "arrow"] | None,
+        Literal["csv", "parquet", "arrow", "npy", "npz"] | None,
         Query(description="Overrides the content type."),
+    ] = None,
+    shape: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Images: C,H,W (or H,W) of an Arrow fixed-size-list column.",
+            examples=["1,28,28"],
+        ),
     ] = None,
 ) -> Response:
     kind = media_type(request)
@@ -70,6 +80,8 @@ async def upload_dataset(
         target=target,
         name=name,
         max_rows=settings.max_rows,
+        image_shape=image_datasets.parse_shape(shape),
+        max_bytes=limit,
     )
     return json_response(
         service.as_read(row), status_code=201, headers={"Location": f"/v1/datasets/{row.id}"}

@@ -31,6 +31,7 @@ from app.db import runs as repo
 from app.db.models import TERMINAL_STATUSES
 from app.db.session import get_sessionmaker, session_scope
 from app.errors import InvalidInput, PayloadTooLarge
+from app.services import domain_validation
 from app.services import runs as service
 from app.worker import Dispatcher
 
@@ -48,22 +49,34 @@ def get_dispatcher(request: Request) -> Dispatcher:
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
+def _enqueue_all(dispatcher: Dispatcher, jobs: list[tuple[str, str | None]]) -> None:
+    for run_id, queue in jobs:
+        dispatcher.enqueue(run_id, queue)
+
+
 @router.post(
     "",
     status_code=202,
     summary="Submit a training run",
     response_model=RunRead,
-    responses=PROBLEM_RESPONSES,
+    responses={
+        429: {"description": "The API key has its maximum of runs queued or running"},
+        **PROBLEM_RESPONSES,
+    },
     openapi_extra=json_body_doc("RunCreate"),
 )
 async def create_run(
     request: Request, settings: SettingsDep, session: SessionDep, dispatcher: DispatcherDep
 ) -> Response:
     spec = await read_json(request, RunCreate, settings.max_body_bytes)
-    run = await run_in_threadpool(service.create_run, session, spec, settings)
+    # Set by the auth dependency (EVALSERVE_AUTH=on): the key's runs count towards its limit.
+    api_key_id = getattr(request.state, "api_key_id", None)
+    run = await run_in_threadpool(service.create_run, session, spec, settings, api_key_id)
     # Sent after the response, i.e. after the request's transaction has committed: a run whose
-    # transaction rolls back is never handed to a worker.
-    background = None if run.external else BackgroundTask(dispatcher.enqueue, run.id, run.queue)
+    # transaction rolls back is never handed to a worker. A domain-validation run sends its
+    # child runs (app.services.domain_validation).
+    jobs = await run_in_threadpool(domain_validation.jobs, session, run)
+    background = BackgroundTask(_enqueue_all, dispatcher, jobs) if jobs else None
     return json_response(
         service.as_read(run),
         status_code=202,
@@ -80,9 +93,19 @@ def list_runs(
     tag: Annotated[Tag | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    parent_id: Annotated[
+        str | None,
+        Query(max_length=36, description="Only the child runs of this domain-validation run."),
+    ] = None,
 ) -> Response:
     rows, total = repo.list_runs(
-        session, status=status, name=name, tag=tag, limit=limit, offset=offset
+        session,
+        status=status,
+        name=name,
+        tag=tag,
+        limit=limit,
+        offset=offset,
+        parent_id=parent_id,
     )
     page = Page(total=total, limit=limit, offset=offset)
     return json_response({"items": [service.as_read(r) for r in rows], "page": page.model_dump()})

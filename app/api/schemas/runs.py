@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from app.api.schemas.common import MAX_TAGS, Name, Page, StrictModel, Tag
+from app.api.schemas.images import Array, CNNFields
 
 RunTask = Literal["binary", "multiclass", "regression"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -23,8 +24,10 @@ MetricName = Name  # 1..200 characters, no control characters
 class DataSpec(StrictModel):
     """The training data: inline rows, or an uploaded dataset."""
 
-    X: list[list[float]] | None = Field(
-        None, description="Feature rows (inline data).", examples=[[[0.1, 2.0], [0.3, -1.0]]]
+    X: Array | None = Field(
+        None,
+        description="Feature rows (inline data); for a cnn, images N×C×H×W or N×H×W.",
+        examples=[[[0.1, 2.0], [0.3, -1.0]]],
     )
     y: list[float] | None = Field(
         None, description="Targets: 0/1 (binary), class indices (multiclass) or values."
@@ -35,6 +38,17 @@ class DataSpec(StrictModel):
         max_length=65_536,
         description="Feature columns of the dataset (default: every column but the target "
         "and the group column).",
+    )
+
+
+class TimeSplitOptions(StrictModel):
+    """A split in time: rows with ``column < cutoff`` train, the rest validate."""
+
+    column: Name = Field(description="A dataset column of numbers or ISO-8601 dates/times.")
+    cutoff: float | Name = Field(
+        description="A number for a numeric column; an ISO-8601 date or time otherwise "
+        "(compared as instants, naive times read as UTC).",
+        examples=["2024-01-01", 2020],
     )
 
 
@@ -51,7 +65,7 @@ class ValidationSpec(StrictModel):
     dataset_id: str | None = Field(
         None, max_length=36, description="A separate validation dataset (same features)."
     )
-    X: list[list[float]] | None = Field(None, description="Inline validation rows.")
+    X: Array | None = Field(None, description="Inline validation rows (or images).")
     y: list[float] | None = Field(None, description="Inline validation targets.")
     group_column: Name | None = Field(
         None,
@@ -62,9 +76,25 @@ class ValidationSpec(StrictModel):
         None, description="Group id per inline row, as group_column for inline data."
     )
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    leave_one_domain_out: Name | bool | None = Field(
+        None,
+        description="Domain-based validation: a dataset column of domains (site, device, "
+        "country, ...), or `true` for inline data with `groups` as the domains. One child run "
+        "per domain trains on the other domains and validates on it, plus one on a random "
+        "split of all rows; the run reports per-domain metrics, their support-weighted mean, "
+        "the worst domain and the random split's overestimate.",
+        examples=["site"],
+    )
+    time_split: TimeSplitOptions | None = Field(
+        None,
+        description="Train on the past (column < cutoff), validate on the future (>= cutoff); "
+        "a second child run trains on a random split of all rows for comparison.",
+    )
 
 
-class ModelOptions(StrictModel):
+class ModelOptions(CNNFields):
+    """The MLP's options; with ``type: "cnn"``, the CNN's (the fields of ``CNNFields``)."""
+
     hidden: list[int] | None = Field(None, description="Hidden layer widths.", examples=[[64, 64]])
     activation: Literal["relu", "gelu", "tanh", "silu"] | None = None
     dropout: float | None = None
@@ -112,6 +142,13 @@ class EarlyStoppingOptions(StrictModel):
     restore_best: bool | None = None
 
 
+class SanityCheckOptions(StrictModel):
+    """Sanity mode: overfit a small subset of the training data (see the README)."""
+
+    rows: int = Field(description="Training rows to memorize, 32..256.", examples=[64])
+    epochs: int | None = Field(None, description="Epochs (default 300); replaces `epochs`.")
+
+
 #: Fields of RunCreate that make the training spec.
 TRAINING_FIELDS: tuple[str, ...] = (
     "model",
@@ -126,6 +163,7 @@ TRAINING_FIELDS: tuple[str, ...] = (
     "device",
     "grad_clip_norm",
     "n_classes",
+    "sanity_check",
 )
 
 
@@ -152,6 +190,11 @@ class RunCreate(StrictModel):
     device: Literal["auto", "cpu", "cuda"] | None = None
     grad_clip_norm: float | None = None
     n_classes: int | None = None
+    sanity_check: SanityCheckOptions | None = Field(
+        None,
+        description="Train on this many training rows with dropout, penalties and weight "
+        "decay off, and judge whether the training loss gets near zero.",
+    )
 
 
 class Progress(BaseModel):
@@ -182,6 +225,9 @@ class RunRead(BaseModel):
     data: dict[str, Any]
     summary: dict[str, Any] | None
     evaluation_id: str | None
+    parent_id: str | None = Field(
+        None, description="The domain-validation run this run is one fit of."
+    )
 
 
 class RunList(BaseModel):
@@ -225,7 +271,9 @@ class MetricBatch(StrictModel):
 
 
 class PredictRequest(StrictModel):
-    X: list[list[float]] = Field(description="Rows in the run's feature order.")
+    X: Array = Field(
+        description="Rows in the run's feature order; for a cnn, images of the run's shape."
+    )
 
 
 class DatasetRead(BaseModel):

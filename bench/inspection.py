@@ -1,0 +1,159 @@
+"""Inspections: permutation importance against scikit-learn, and integrated gradients.
+
+(a) scikit-learn's ``permutation_importance`` on the trained MLP wrapped as an estimator
+    (:class:`app.training.inspect.TorchEstimator`), scored by the same engine scorer: one
+    forward pass and one scoring per (feature, repeat);
+(b) :func:`app.core.importance.permutation_importance` with the repeats of a feature stacked
+    into one full forward pass (:func:`~app.core.importance.stacked_predict`);
+(c) the same with the first-layer shortcut (:class:`app.training.inspect.FirstLayerPermuted`:
+    ``X W₁ᵀ`` once, a rank-1 update per permuted copy) — what the service runs.
+
+All three give the same importances (checked, max |difference| printed). Then integrated
+gradients (64 steps, training-mean baseline) on ``--ig-rows`` rows. Prints seconds and the
+ratios to (a); the target is (a)/(c) >= 5.
+
+    python -m bench.inspection                          # 1e5 x 50, 10 repeats; CUDA if present
+    python -m bench.inspection --rows 20000 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.inspection import permutation_importance as sk_permutation_importance
+from sklearn.metrics import roc_auc_score
+
+from app.core.importance import engine_scorer, permutation_importance, stacked_predict
+from app.training.inspect import FirstLayerPermuted, TorchEstimator, attributions, outputs
+from app.training.models import MLP
+from bench._timing import row
+
+
+def _model(n_features: int, hidden: tuple[int, ...], device: torch.device) -> MLP:
+    torch.manual_seed(0)
+    return MLP(n_features, hidden, 1, "relu", 0.0).to(device).eval()
+
+
+def _timed(fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def bench_importance(
+    X: np.ndarray, y: np.ndarray, hidden: tuple[int, ...], args: argparse.Namespace
+) -> None:
+    device = torch.device(args.device)
+    model = _model(X.shape[1], hidden, device)
+    scorer, _ = engine_scorer("binary", args.metric, None, y, 1)
+    base = outputs(model, X, "binary")
+    kw = {"n_repeats": args.repeats, "seed": 0}
+    arch = "-".join(map(str, (X.shape[1], *hidden, 1)))
+    print(f"\nMLP {arch}, metric {args.metric}")
+    print(row("contender", "seconds", "x sklearn", "max |diff|"))
+
+    def sk_scorer(estimator: Any, X_: np.ndarray, y_: np.ndarray) -> float:
+        return scorer(estimator.predict(X_))
+
+    t_sk, ref = _timed(
+        lambda: sk_permutation_importance(
+            TorchEstimator(model, "binary"),
+            X,
+            y,
+            scoring=sk_scorer,
+            n_repeats=args.repeats,
+            random_state=0,
+        )
+    )
+    print(row("(a) sklearn, same scorer", f"{t_sk:.2f}", "1.00", "-"))
+    if args.metric == "roc_auc":
+        # What a user of scikit-learn runs: its own roc_auc_score on the model's outputs.
+        def sk_own_scorer(estimator: Any, X_: np.ndarray, y_: np.ndarray) -> float:
+            return float(roc_auc_score(y_, estimator.predict(X_)))
+
+        t_own, _ = _timed(
+            lambda: sk_permutation_importance(
+                TorchEstimator(model, "binary"),
+                X,
+                y,
+                scoring=sk_own_scorer,
+                n_repeats=args.repeats,
+                random_state=0,
+            )
+        )
+        print(row("(a') sklearn, its roc_auc_score", f"{t_own:.2f}", f"{t_sk / t_own:.2f}", "-"))
+    if not args.skip_stacked:
+        stacked = stacked_predict(lambda A: outputs(model, A, "binary"), X)
+        t_st, res_st = _timed(lambda: permutation_importance(stacked, X, scorer, base, **kw))
+        diff_st = float(np.abs(res_st.importances - ref.importances).max())
+        print(row("(b) stacked copies", f"{t_st:.2f}", f"{t_sk / t_st:.2f}", f"{diff_st:.1e}"))
+    fast = FirstLayerPermuted(model, X, "binary")
+    t_fa, res_fa = _timed(lambda: permutation_importance(fast, X, scorer, base, **kw))
+    diff_fa = float(np.abs(res_fa.importances - ref.importances).max())
+    print(row("(c) stacked + first layer", f"{t_fa:.2f}", f"{t_sk / t_fa:.2f}", f"{diff_fa:.1e}"))
+    if args.metric == "roc_auc":
+        print(f"    (a')/(c): {t_own / t_fa:.2f}")
+    n_scores = X.shape[1] * args.repeats
+    t_score, _ = _timed(lambda: [scorer(base) for _ in range(n_scores)])
+    print(f"    of which scoring alone ({n_scores} x {args.metric}): {t_score:.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--features", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--hidden", nargs="*", default=["64,64", "64"], help="architectures, e.g. 64,64 64"
+    )
+    parser.add_argument("--metric", default="roc_auc")
+    parser.add_argument("--ig-rows", type=int, default=10_000)
+    parser.add_argument("--ig-steps", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--skip-stacked", action="store_true", help="leave out (b)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(args.rows, args.features)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] - X[:, 2] + rng.normal(size=args.rows) > 0).astype(np.int64)
+    print(
+        f"permutation importance: {args.rows} rows x {args.features} features, "
+        f"{args.repeats} repeats; device {args.device}, torch threads {args.threads}, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    hiddens = [tuple(int(h) for h in spec.split(",") if h) for spec in args.hidden]
+    for hidden in hiddens:
+        bench_importance(X, y, hidden, args)
+
+    model = _model(args.features, hiddens[0], torch.device(args.device))
+    Xi = X[: args.ig_rows]
+    t_ig, res = _timed(
+        lambda: attributions(
+            model,
+            Xi,
+            task="binary",
+            baseline=X.mean(axis=0),
+            target=np.ones(len(Xi), dtype=np.int64),
+            steps=args.ig_steps,
+        )
+    )
+    delta = res["output"] - res["baseline_output"]
+    keep = np.abs(delta) > 1e-3
+    rel = np.abs(res["completeness_gap"][keep]) / np.abs(delta[keep])
+    refined = float(np.mean(res["steps_used"] > args.ig_steps))
+    print(
+        f"\nintegrated gradients, MLP {args.features}-{'-'.join(map(str, hiddens[0]))}-1: "
+        f"{len(Xi)} rows, {args.ig_steps} steps: {t_ig:.2f} s ({len(Xi) / t_ig:,.0f} rows/s); "
+        f"completeness max rel. gap {rel.max():.2e}, {refined:.1%} rows refined"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Inspections of trained runs through the API, with the in-process runner, on SQLite and
+PostgreSQL: permutation importance, attributions and robustness as jobs (202, then poll), data
+checks synchronously, and the errors of bad requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import live_app, wait_for
+
+SIGNAL = (2, 7)  # of 10 features, only these two decide the label
+
+
+def signal_data(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 10))
+    y = (X[:, SIGNAL[0]] - 1.5 * X[:, SIGNAL[1]] > 0).astype(int)
+    return X, y
+
+
+def run_body(**overrides: Any) -> dict[str, Any]:
+    X, y = signal_data()
+    body: dict[str, Any] = {
+        "task": "binary",
+        "data": {"X": X.tolist(), "y": y.tolist()},
+        "validation": {"fraction": 0.25},
+        "model": {"hidden": [16]},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "epochs": 15,
+        "batch_size": 64,
+        "device": "cpu",
+        "seed": 0,
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, str]]:
+    """An app with its runner, and one binary run trained on the 2-of-10 signal set."""
+    with live_app(request, tmp_path_factory, heartbeat_timeout_s=30.0) as client:
+        run_id = client.post("/v1/runs", json=run_body()).json()["id"]
+        run = wait_for(client, f"/v1/runs/{run_id}")
+        assert run["status"] == "succeeded", run
+        assert run["summary"]["final_metrics"]["roc_auc"] > 0.95
+        yield client, run_id
+
+
+def inspect(client: TestClient, run_id: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    res = client.post(f"/v1/runs/{run_id}/{kind}", json=body)
+    assert res.status_code == 202, res.text
+    queued = res.json()
+    assert res.headers["location"] == f"/v1/inspections/{queued['id']}"
+    assert queued["status"] in ("queued", "running", "succeeded") and queued["kind"] == kind
+    done = wait_for(client, res.headers["location"])
+    assert done["status"] == "succeeded", done
+    return done
+
+
+def test_permutation_importance_ranks_the_two_signal_features_first(
+    live: tuple[TestClient, str],
+) -> None:
+    client, run_id = live
+    done = inspect(client, run_id, "importance", {"metric": "roc_auc", "n_repeats": 3, "seed": 1})
+    result = done["result"]
+    assert result["metric"] == "roc_auc" and result["baseline"] > 0.95
+    ranked = result["features"]
+    assert {f["name"] for f in ranked[:2]} == {f"x{j}" for j in SIGNAL}
+    assert ranked[1]["mean"] > 0.05 > max(abs(f["mean"]) for f in ranked[2:])
+    assert [f["rank"] for f in ranked] == list(range(1, 11)) and len(ranked[0]["drops"]) == 3
+
+    svg = client.get(done["plot"])
+    assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml"
+    assert b"x2" in svg.content
+    png = client.get(done["plot"], params={"format": "png"})
+    assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+
+
+def test_a_group_of_features_is_permuted_together(live: tuple[TestClient, str]) -> None:
+    client, run_id = live
+    body = {"metric": "log_loss", "n_repeats": 2, "groups": {"signal": ["x2", "x7"]}}
+    ranked = inspect(client, run_id, "importance", body)["result"]["features"]
+    assert ranked[0]["name"] == "signal" and len(ranked) == 9
+    assert ranked[0]["mean"] > 0.3  # scikit-learn's sign: the loss rose
+
+
+def test_integrated_gradients_rank_the_signal_features_first_and_are_complete(
+    live: tuple[TestClient, str],
+) -> None:
+    client, run_id = live
+    X, _ = signal_data(60, seed=5)
+    done = inspect(client, run_id, "attributions", {"X": X.tolist()})
+    result = done["result"]
+    png = client.get(done["plot"], params={"format": "png"})
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    assert result["method"] == "integrated_gradients" and result["steps"] == 64
+    assert result["baseline_source"] == "training_means"
+    assert {f["name"] for f in result["features"][:2]} == {f"x{j}" for j in SIGNAL}
+    A = np.array(result["attributions"])
+    delta = np.array(result["output"]) - np.array(result["baseline_output"])
+    keep = np.abs(delta) > 0.1
+    assert keep.sum() > 40
+    np.testing.assert_array_less(np.abs(A.sum(axis=1) - delta)[keep], 0.01 * np.abs(delta)[keep])
+
+    gxi = inspect(
+        client, run_id, "attributions", {"X": X[:3].tolist(), "method": "gradient_x_input"}
+    )
+    assert np.array(gxi["result"]["attributions"]).shape == (3, 10)
+
+
+def test_robustness_is_reproducible_and_finds_the_breaking_point(
+    live: tuple[TestClient, str],
+) -> None:
+    client, run_id = live
+    body = {
+        "families": ["gaussian_jitter", "missingness", "feature_dropout"],
+        "levels": {"gaussian_jitter": [0.1, 0.5, 1.0, 3.0]},
+        "metric": "roc_auc",
+        "seed": 3,
+        "floor": 0.8,
+    }
+    first = inspect(client, run_id, "robustness", body)["result"]
+    again = inspect(client, run_id, "robustness", body)["result"]
+    assert first == again
+    jitter = first["families"]["gaussian_jitter"]
+    assert jitter["values"][0] > jitter["values"][-1]
+    assert jitter["breaking_point"]["reason"] == "floor"
+    assert jitter["breaking_point"]["value"] < 0.8
+    assert first["families"]["missingness"]["levels"] == [0.05, 0.1, 0.2, 0.4, 0.6]
+    other = inspect(client, run_id, "robustness", {**body, "seed": 4})["result"]
+    assert other["families"]["gaussian_jitter"]["values"] != jitter["values"]
+
+    done = inspect(client, run_id, "robustness", {"families": ["missingness"]})
+    plot = client.get(done["plot"])
+    assert plot.status_code == 200 and plot.headers["content-type"] == "image/svg+xml"
+    assert plot.headers["etag"] == client.get(done["plot"]).headers["etag"]  # deterministic
+
+
+def test_importance_on_a_posted_dataset_with_the_runs_feature_columns(
+    live: tuple[TestClient, str],
+) -> None:
+    client, run_id = live
+    X, y = signal_data(300, seed=9)
+    header = ",".join(f"x{j}" for j in range(10)) + ",label"
+    lines = [",".join(f"{v:.6f}" for v in row) + f",{t}" for row, t in zip(X, y, strict=True)]
+    res = client.post(
+        "/v1/datasets",
+        params={"target": "label"},
+        content=("\n".join([header, *lines]) + "\n").encode(),
+        headers={"content-type": "text/csv"},
+    )
+    assert res.status_code == 201, res.text
+    dataset_id = res.json()["id"]
+    body = {"metric": "accuracy", "n_repeats": 2, "dataset_id": dataset_id}
+    result = inspect(client, run_id, "importance", body)["result"]
+    assert result["n_rows"] == 300 and result["data"] == f"dataset:{dataset_id}"
+    assert {f["name"] for f in result["features"][:2]} == {f"x{j}" for j in SIGNAL}
+    bad = client.post(f"/v1/runs/{run_id}/importance", json={"dataset_id": "nope"})
+    assert bad.status_code == 422 and bad.json()["field"] == "dataset_id"
+
+
+def test_data_checks_of_a_run_compare_its_two_splits(live: tuple[TestClient, str]) -> None:
+    client, run_id = live
+    res = client.get(f"/v1/runs/{run_id}/data-checks")
+    assert res.status_code == 200, res.text
+    checks = res.json()
+    assert checks["n_train"] == 450 and checks["n_validation"] == 150
+    assert [f["name"] for f in checks["features"]] == [f"x{j}" for j in range(10)]
+    assert checks["features"][0]["drift"]["test"] == "ks"
+    assert checks["duplicates"]["n_val_rows_in_train"] == 0
+    assert checks["leakage_suspects"] == []
+    assert sum(c["train_count"] for c in checks["classes"]) == 450
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "field"),
+    [
+        ("importance", {"groups": {"g": ["x1", "nope"]}}, "groups.g"),
+        ("importance", {"metric": "r2"}, "metric"),
+        ("importance", {"metric": "no_such_metric"}, "metric"),
+        ("importance", {"n_repeats": 0}, "n_repeats"),
+        (
+            "robustness",
+            {"families": ["missingness"], "levels": {"missingness": [1.5]}},
+            "levels.missingness",
+        ),
+        (
+            "robustness",
+            {"families": ["gaussian_jitter"], "levels": {"gaussian_jitter": [-1]}},
+            "levels.gaussian_jitter",
+        ),
+        ("robustness", {"families": ["blur"]}, "families"),
+        ("attributions", {"X": [[0.0] * 9]}, "X"),
+        ("attributions", {"X": [[0.0] * 10], "target": 2}, "target"),
+        ("attributions", {"X": [[0.0] * 10], "baseline": [0.0]}, "baseline"),
+    ],
+)
+def test_bad_inspection_requests_are_422_problems_naming_the_field(
+    live: tuple[TestClient, str], kind: str, body: dict[str, Any], field: str
+) -> None:
+    client, run_id = live
+    res = client.post(f"/v1/runs/{run_id}/{kind}", json=body)
+    assert res.status_code == 422, res.text
+    assert res.headers["content-type"] == "application/problem+json"
+    assert res.json()["field"] == field
+
+
+# -- without a runner: nothing trains, each test rolled back ---------------------------------------
+def test_inspecting_a_run_that_has_not_succeeded_is_a_409_problem(
+    store_client: TestClient,
+) -> None:
+    run_id = store_client.post("/v1/runs", json=run_body(epochs=1)).json()["id"]
+    for kind, body in (
+        ("importance", {}),
+        ("attributions", {"X": [[0.0] * 10]}),
+        ("robustness", {"families": ["missingness"]}),
+    ):
+        res = store_client.post(f"/v1/runs/{run_id}/{kind}", json=body)
+        assert res.status_code == 409, res.text
+        problem = res.json()
+        assert problem["status"] == 409 and "queued" in problem["detail"]
+        assert problem["field"] == "run_id"
+    assert store_client.post("/v1/runs/nope/importance", json={}).status_code == 404
+    assert store_client.get("/v1/inspections/nope").status_code == 404
+    # Data checks need only the stored data, not a trained model.
+    assert store_client.get(f"/v1/runs/{run_id}/data-checks").status_code == 200
+
+
+def _upload(client: TestClient, rows: list[str], name: str) -> str:
+    csv = "a,b,color,label\n" + "\n".join(rows) + "\n"
+    res = client.post(
+        "/v1/datasets",
+        params={"target": "label", "name": name},
+        content=csv.encode(),
+        headers={"content-type": "text/csv"},
+    )
+    assert res.status_code == 201, res.text
+    return str(res.json()["id"])
+
+
+def test_data_checks_of_two_datasets_find_drift_duplicates_and_a_leaky_column(
+    store_client: TestClient,
+) -> None:
+    rng = np.random.default_rng(0)
+    colors = np.array(["red", "green", "blue"])
+
+    def rows(n: int, shift: float, p: list[float]) -> list[str]:
+        out = []
+        for _ in range(n):
+            label = int(rng.integers(0, 2))
+            leak = label * 10 + rng.normal()  # b gives the label away
+            color = rng.choice(colors, p=p)
+            out.append(f"{rng.normal() + shift:.6f},{leak:.6f},{color},{label}")
+        return out
+
+    train = rows(300, 0.0, [0.6, 0.3, 0.1])
+    val = rows(200, 0.8, [0.2, 0.3, 0.5]) + train[:5]  # 5 rows copied from training
+    a, b = _upload(store_client, train, "train"), _upload(store_client, val, "val")
+    res = store_client.post(
+        "/v1/data-checks", json={"train_dataset_id": a, "validation_dataset_id": b}
+    )
+    assert res.status_code == 200, res.text
+    checks = res.json()
+    by_name = {f["name"]: f for f in checks["features"]}
+    assert by_name["a"]["drift"]["test"] == "ks" and by_name["a"]["drift"]["p_value"] < 1e-6
+    assert by_name["color"]["drift"]["test"] == "chi_square"
+    assert by_name["color"]["drift"]["dof"] == 2 and by_name["color"]["drift"]["psi"] > 0.25
+    assert set(checks["drifted"]) >= {"a", "color"}
+    assert checks["duplicates"]["n_val_rows_in_train"] == 5
+    assert [s["feature"] for s in checks["leakage_suspects"]] == ["b"]
+    assert len(checks["classes"]) == 2
+
+    bad = store_client.post(
+        "/v1/data-checks",
+        json={"train_dataset_id": a, "validation_dataset_id": b, "features": ["zz"]},
+    )
+    assert bad.status_code == 422 and bad.json()["field"] == "features"
+    missing = store_client.post(
+        "/v1/data-checks", json={"train_dataset_id": "nope", "validation_dataset_id": b}
+    )
+    assert missing.status_code == 422 and missing.json()["field"] == "train_dataset_id"
