@@ -36,8 +36,10 @@ __all__ = [
     "chi_square",
     "class_frequencies",
     "compare",
+    "compare_images",
     "duplicated_rows",
     "feature_summary",
+    "image_features",
     "ks_two_sample",
     "leakage_suspects",
     "psi",
@@ -326,4 +328,48 @@ def compare(
     else:
         result["classes"] = None
         result["leakage_suspects"] = []
+    return result
+
+
+def image_features(
+    X: NDArray[Any], shape: tuple[int, int, int]
+) -> tuple[list[str], list[NDArray[np.float64]]]:
+    """Per-image summary features of images stored as rows of ``C·H·W`` values.
+
+    For each channel ``c``: the mean and the standard deviation (ddof 0) of its pixels, named
+    ``channel{c}_mean`` and ``channel{c}_std`` (brightness and contrast, whose shift between
+    sources, devices or lighting the drift tests then measure).
+
+    Examples
+    --------
+    >>> names, cols = image_features(np.array([[0.0, 2.0, 1.0, 1.0]]), (2, 1, 2))
+    >>> names, [float(c[0]) for c in cols]
+    (['channel0_mean', 'channel0_std', 'channel1_mean', 'channel1_std'], [1.0, 1.0, 1.0, 0.0])
+    """
+    px = np.asarray(X, dtype=np.float64).reshape(X.shape[0], shape[0], -1)
+    names: list[str] = []
+    cols: list[NDArray[np.float64]] = []
+    for c in range(shape[0]):
+        names += [f"channel{c}_mean", f"channel{c}_std"]
+        cols += [px[:, c].mean(axis=1), px[:, c].std(axis=1)]
+    return names, cols
+
+
+def compare_images(
+    X_train: NDArray[Any],
+    X_val: NDArray[Any],
+    shape: tuple[int, int, int],
+    *,
+    y_train: NDArray[Any] | None = None,
+    y_val: NDArray[Any] | None = None,
+    task: str | None = None,
+    leak_auc: float = LEAK_AUC,
+) -> dict[str, Any]:
+    """:func:`compare` for images: the features are :func:`image_features`; duplicates are
+    validation images equal pixel for pixel to a training image."""
+    names, train = image_features(X_train, shape)
+    _, val = image_features(X_val, shape)
+    result = compare(names, train, val, y_train=y_train, y_val=y_val, task=task, leak_auc=leak_auc)
+    result["duplicates"] = duplicated_rows(X_train, X_val, y_train, y_val)
+    result["image_shape"] = list(shape)
     return result

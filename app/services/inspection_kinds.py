@@ -27,9 +27,15 @@ from app.core import data_checks, robustness
 from app.core.importance import engine_scorer, permutation_importance, resolve_groups
 from app.core.registry import REGISTRY, finite_or_none, resolve
 from app.db import runs as runs_repo
-from app.db.models import Run
+from app.db.models import Dataset, Run
 from app.errors import InvalidInput
-from app.services import datasets, image_inspections, run_data  # image_*: gradcam, families
+from app.services import (  # image_inspections registers gradcam and the image families
+    datasets,
+    image_datasets,
+    image_inspections,
+    image_run_data,
+    run_data,
+)
 from app.services.inspections import (
     InspectionKind,
     RunArtifacts,
@@ -274,6 +280,17 @@ def run_data_checks(session: Session, run_id: str) -> dict[str, Any]:
     if run.external:
         raise InvalidInput("an external run has no data stored here", field="run_id")
     split = run_data.load_split(session, run)
+    if modality(run) == "image":
+        result = data_checks.compare_images(
+            split.X_train,
+            split.X_val,
+            image_run_data.input_shape(run),
+            y_train=split.y_train,
+            y_val=split.y_val,
+            task=run.task,
+        )
+        result.update(run_id=run.id, n_train=len(split.y_train), n_validation=len(split.y_val))
+        return result
     names = feature_names(run)
     result = data_checks.compare(
         names,
@@ -296,6 +313,48 @@ def _column(table: pa.Table, name: str, categorical: bool) -> NDArray[Any]:
     return np.asarray(col.to_pylist(), dtype=object)
 
 
+def _labels(
+    a: Dataset, b: Dataset, ta: pa.Table, tb: pa.Table
+) -> tuple[NDArray[Any] | None, NDArray[Any] | None, str | None]:
+    """Both targets where both tables have them, and the classification task they suggest
+    (integral with at most 100 values), else None."""
+    if a.target not in ta.column_names or b.target not in tb.column_names:
+        return None, None, None
+    summary = a.target_summary
+    task = None
+    if summary.get("integral") and (summary.get("n_distinct") or 0) <= 100:
+        task = "binary" if summary.get("n_distinct") == 2 else "multiclass"
+    return _column(ta, a.target, False), _column(tb, b.target, False), task
+
+
+def _compare_image_datasets(a: Dataset, b: Dataset, ta: pa.Table, tb: pa.Table) -> dict[str, Any]:
+    """Image datasets: per-channel brightness and contrast drift, pixel-exact duplicates."""
+    shapes = [image_datasets.image_shape(d.columns) for d in (a, b)]
+    if shapes[0] is None or shapes[1] is None or shapes[0][1] != shapes[1][1]:
+        found = [None if s is None else list(s[1]) for s in shapes]
+        raise InvalidInput(
+            f"compares image datasets of one shape; got {found[0]} and {found[1]}",
+            field="validation_dataset_id",
+        )
+    (ia, shape), (ib, _) = shapes
+    y_train, y_val, task = _labels(a, b, ta, tb)
+    result = data_checks.compare_images(
+        image_datasets.pixel_rows(ta.column(ia)),
+        image_datasets.pixel_rows(tb.column(ib)),
+        shape,
+        y_train=y_train,
+        y_val=y_val,
+        task=task,
+    )
+    result.update(
+        train_dataset_id=a.id,
+        validation_dataset_id=b.id,
+        n_train=ta.num_rows,
+        n_validation=tb.num_rows,
+    )
+    return result
+
+
 def compare_datasets(session: Session, body: DataChecksRequest) -> dict[str, Any]:
     """Checks of two uploaded datasets, the first as training set, the second as validation."""
     a = runs_repo.get_dataset(session, body.train_dataset_id, with_content=True)
@@ -308,6 +367,8 @@ def compare_datasets(session: Session, body: DataChecksRequest) -> dict[str, Any
             raise InvalidInput(f"no dataset with id {given!r}", field=fieldname)
     assert a is not None and b is not None
     ta, tb = datasets.read_table(a.content, a.format), datasets.read_table(b.content, b.format)
+    if image_datasets.has_images(ta) or image_datasets.has_images(tb):
+        return _compare_image_datasets(a, b, ta, tb)
     shared = [n for n in ta.column_names if n in tb.column_names and n not in (a.target, b.target)]
     names = list(body.features) if body.features is not None else shared
     for n in names:
@@ -326,14 +387,7 @@ def compare_datasets(session: Session, body: DataChecksRequest) -> dict[str, Any
         cats.append(n in cat_requested or not is_num)
     train = [_column(ta, n, c) for n, c in zip(names, cats, strict=True)]
     val = [_column(tb, n, c) for n, c in zip(names, cats, strict=True)]
-    y_train = y_val = None
-    task = None
-    if a.target in ta.column_names and b.target in tb.column_names:
-        y_train = _column(ta, a.target, False)
-        y_val = _column(tb, b.target, False)
-        summary = a.target_summary
-        if summary.get("integral") and (summary.get("n_distinct") or 0) <= 100:
-            task = "binary" if summary.get("n_distinct") == 2 else "multiclass"
+    y_train, y_val, task = _labels(a, b, ta, tb)
     result = data_checks.compare(
         names, train, val, categorical=cats, y_train=y_train, y_val=y_val, task=task
     )

@@ -340,3 +340,42 @@ def test_a_cnn_learns_the_digits_uploaded_as_npz(live) -> None:
     assert run["summary"]["final_metrics"]["accuracy"] >= 0.9
     pred = live.post(f"/v1/runs/{run['id']}/predict", json={"X": digits.images[:50].tolist()})
     assert np.mean(np.asarray(pred.json()["labels"]) == digits.target[:50]) >= 0.9
+
+
+def test_data_checks_of_an_image_run_compare_channel_brightness_and_contrast(
+    live: TestClient, patch_run: tuple[str, np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    res = live.get(f"/v1/runs/{patch_run[0]}/data-checks")
+    assert res.status_code == 200, res.json()
+    doc = res.json()
+    assert doc["image_shape"] == [1, 12, 12]
+    assert [f["name"] for f in doc["features"]] == ["channel0_mean", "channel0_std"]
+    assert doc["n_train"] + doc["n_validation"] == 240
+    assert doc["duplicates"]["n_val_rows_in_train"] == 0
+
+
+def test_data_checks_of_two_image_datasets_find_shifted_brightness_and_copied_images(
+    store_client: TestClient,
+) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, size=(200, 2, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 2, 200)
+    Xv = X[:100].copy()
+    Xv[:, 1] += 0.5  # the second channel of the validation images is brighter ...
+    Xv[:5] = X[150:155]  # ... except five images copied from training
+    a = upload(store_client, npz(X=X, y=y), "target=y").json()["id"]
+    b = upload(store_client, npz(X=Xv, y=y[:100]), "target=y").json()["id"]
+    res = store_client.post(
+        "/v1/data-checks", json={"train_dataset_id": a, "validation_dataset_id": b}
+    )
+    assert res.status_code == 200, res.json()
+    doc = res.json()
+    assert "channel1_mean" in doc["drifted"] and "channel0_mean" not in doc["drifted"]
+    assert doc["duplicates"]["n_val_rows_in_train"] == 5
+    assert doc["duplicates"]["val_indices"] == [0, 1, 2, 3, 4]
+
+    other = upload(store_client, npz(X=X[:, :1], y=y), "target=y").json()["id"]
+    res = store_client.post(
+        "/v1/data-checks", json={"train_dataset_id": a, "validation_dataset_id": other}
+    )
+    assert res.status_code == 422 and res.json()["field"] == "validation_dataset_id"

@@ -92,3 +92,25 @@ def test_class_frequencies_cover_classes_seen_on_either_side() -> None:
         ("1", 0, 1),
         ("2", 1, 1),
     ]
+
+
+def test_image_features_are_each_channels_pixel_mean_and_std() -> None:
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(7, 3, 4, 5))
+    names, cols = dc.image_features(images.reshape(7, -1), (3, 4, 5))
+    assert names == [f"channel{c}_{s}" for c in range(3) for s in ("mean", "std")]
+    for c in range(3):
+        np.testing.assert_allclose(cols[2 * c], images[:, c].mean(axis=(1, 2)), rtol=1e-12)
+        np.testing.assert_allclose(cols[2 * c + 1], images[:, c].std(axis=(1, 2)), rtol=1e-12)
+
+
+def test_compare_images_counts_pixel_exact_duplicates_not_equal_summaries() -> None:
+    rng = np.random.default_rng(2)
+    train = rng.normal(size=(50, 1 * 3 * 3))
+    val = rng.normal(size=(20, 9))
+    val[3] = train[10]
+    val[4] = train[11][::-1]  # same mean and std as a training image, different pixels
+    res = dc.compare_images(train, val, (1, 3, 3))
+    assert res["duplicates"]["n_val_rows_in_train"] == 1
+    assert res["duplicates"]["val_indices"] == [3]
+    assert res["image_shape"] == [1, 3, 3]
