@@ -13,13 +13,16 @@ from app.db.models import Inspection
 
 __all__ = [
     "claim",
+    "claim_redispatch",
     "create",
     "finish",
     "get",
     "heartbeat",
+    "mark_dispatched",
     "queued_ids",
     "reap",
     "stale",
+    "undelivered",
 ]
 
 
@@ -104,6 +107,43 @@ def queued_ids(session: Session, *, limit: int = 1000) -> list[str]:
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+def mark_dispatched(session: Session, inspection_id: str, *, now: datetime) -> bool:
+    """Record that a queued inspection's id was handed to the broker."""
+    return _update(
+        session, Inspection.id == inspection_id, Inspection.status == "queued", dispatched_at=now
+    )
+
+
+def undelivered(
+    session: Session, *, cutoff: datetime
+) -> list[Row[str, str | None, datetime | None]]:
+    """``(id, queue, dispatched_at)`` of inspections still queued although created and last
+    sent before ``cutoff``: their message may never have reached the broker."""
+    query = select(Inspection.id, Inspection.queue, Inspection.dispatched_at).where(
+        Inspection.status == "queued",
+        Inspection.created_at < cutoff,
+        or_(Inspection.dispatched_at.is_(None), Inspection.dispatched_at < cutoff),
+    )
+    return list(session.execute(query).all())
+
+
+def claim_redispatch(
+    session: Session, inspection_id: str, *, seen: datetime | None, now: datetime
+) -> bool:
+    """Take the right to send ``inspection_id`` again: one conditional UPDATE, so of several
+    reapers that saw the same ``dispatched_at`` exactly one sends it."""
+    unchanged = (
+        Inspection.dispatched_at.is_(None) if seen is None else Inspection.dispatched_at == seen
+    )
+    return _update(
+        session,
+        Inspection.id == inspection_id,
+        Inspection.status == "queued",
+        unchanged,
+        dispatched_at=now,
+    )
 
 
 def stale(session: Session, *, cutoff: datetime) -> list[Row[str, datetime | None]]:

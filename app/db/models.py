@@ -358,6 +358,8 @@ class Inspection(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    #: When the inspection id was last handed to the broker (Celery mode).
+    dispatched_at: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint(

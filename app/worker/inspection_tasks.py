@@ -104,6 +104,27 @@ def reap_once(settings: Settings) -> list[str]:
     return failed
 
 
+def redispatch_undelivered(settings: Settings, dispatcher: InspectionDispatcher) -> list[str]:
+    """Send again the inspections still queued long after they were sent (Celery mode): the API
+    may have died between committing one and handing its id to the broker. A duplicate
+    delivery is harmless (the claim is atomic)."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=settings.redispatch_queued_after_s)
+    with session_scope(settings, write=False) as session:
+        waiting = repo.undelivered(session, cutoff=cutoff)
+    sent = []
+    for inspection_id, queue, seen in waiting:
+        with session_scope(settings) as session:
+            won = repo.claim_redispatch(session, inspection_id, seen=seen, now=now)
+        if won:
+            log.warning(
+                "inspection %s: still queued after it was sent; sending it again", inspection_id
+            )
+            dispatcher.enqueue(inspection_id, queue)
+            sent.append(inspection_id)
+    return sent
+
+
 class InspectionDispatcher(Protocol):
     def enqueue(self, inspection_id: str, queue: str | None) -> None: ...
 
@@ -113,8 +134,12 @@ class InspectionDispatcher(Protocol):
 
 
 class _ReaperThread:
-    def __init__(self, settings: Settings) -> None:
+    """:func:`reap_once` every ``reaper_interval_s``; with a broker also
+    :func:`redispatch_undelivered` through ``dispatcher``."""
+
+    def __init__(self, settings: Settings, dispatcher: InspectionDispatcher | None = None) -> None:
         self.settings = settings
+        self.dispatcher = dispatcher
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -130,6 +155,8 @@ class _ReaperThread:
         while not self._stop.wait(self.settings.reaper_interval_s):
             try:
                 reap_once(self.settings)
+                if self.dispatcher is not None:
+                    redispatch_undelivered(self.settings, self.dispatcher)
             except Exception:
                 log.exception("inspection reaper pass failed; retrying at the next interval")
 
@@ -200,7 +227,7 @@ class CeleryInspectionDispatcher:
 
         self.settings = settings
         self.app = make_celery(settings)
-        self._reaper = _ReaperThread(settings)
+        self._reaper = _ReaperThread(settings, self)
 
     def start(self) -> None:
         self._reaper.start()
@@ -214,6 +241,8 @@ class CeleryInspectionDispatcher:
                 retry=True,
                 retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
             )
+            with session_scope(self.settings) as session:
+                repo.mark_dispatched(session, inspection_id, now=utcnow())
         except Exception:
             log.exception("inspection %s: could not be sent to the broker", inspection_id)
             with session_scope(self.settings) as session:

@@ -7,7 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from pydantic import BaseModel
+from sqlalchemy import update
 
 from app.config import Settings
 from app.db import inspections as repo
@@ -24,6 +26,7 @@ from app.worker.inspection_tasks import (
     execute_inspection,
     make_inspection_dispatcher,
     reap_once,
+    redispatch_undelivered,
 )
 
 
@@ -134,3 +137,68 @@ def test_an_unreachable_broker_fails_the_inspection_with_a_clear_reason(
         dispatcher.stop()
     row = _row(settings, inspection_id)
     assert row.status == "failed" and "broker" in (row.error or "")
+
+
+class _Recording:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str | None]] = []
+
+    def enqueue(self, inspection_id: str, queue: str | None) -> None:
+        self.sent.append((inspection_id, queue))
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def test_inspections_whose_message_never_reached_the_broker_are_sent_again_once(
+    settings: Settings, make_run: Callable[..., str], echo_kind: str
+) -> None:
+    settings = settings.model_copy(update={"redispatch_queued_after_s": 60})
+    run_id = make_run()
+    lost, slow, fresh, young, done = (
+        _inspection(settings, run_id, echo_kind, value=0) for _ in range(5)
+    )
+    now = utcnow()
+    ages = {
+        lost: (600, None),
+        slow: (600, 300),
+        fresh: (600, 5),
+        young: (5, None),
+        done: (600, None),
+    }
+    with session_scope(settings) as session:
+        for inspection_id, (created_s, dispatched_s) in ages.items():
+            session.execute(
+                update(Inspection)
+                .where(Inspection.id == inspection_id)
+                .values(
+                    created_at=now - timedelta(seconds=created_s),
+                    dispatched_at=None
+                    if dispatched_s is None
+                    else now - timedelta(seconds=dispatched_s),
+                )
+            )
+    assert execute_inspection(done, settings=settings) == "succeeded"
+    dispatcher = _Recording()
+    assert sorted(redispatch_undelivered(settings, dispatcher)) == sorted([lost, slow])
+    assert sorted(i for i, _ in dispatcher.sent) == sorted([lost, slow])
+    # The send is recorded: the next pass (this or another API's reaper) sends nothing.
+    assert redispatch_undelivered(settings, dispatcher) == []
+
+
+def test_a_sent_inspection_records_when_it_was_handed_to_the_broker(
+    settings: Settings, make_run: Callable[..., str], echo_kind: str
+) -> None:
+    inspection_id = _inspection(settings, make_run(), echo_kind, value=0)
+    assert _row(settings, inspection_id).dispatched_at is None
+    dispatcher = CeleryInspectionDispatcher(
+        settings.model_copy(update={"broker_url": "redis://127.0.0.1:6379/0"})
+    )
+    try:
+        dispatcher.enqueue(inspection_id, "evalserve-test-unconsumed")
+    finally:
+        dispatcher.stop()
+        redis.Redis(host="127.0.0.1", port=6379).delete("evalserve-test-unconsumed")
+    row = _row(settings, inspection_id)
+    assert row.status == "queued" and row.dispatched_at is not None
