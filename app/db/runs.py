@@ -140,11 +140,13 @@ def list_runs(
 
 def count_active_runs_of_key(session: Session, api_key_id: str) -> int:
     """Internal runs of an API key that are queued or running (the per-key concurrency cap;
-    ix_runs_api_key_id_status serves it)."""
+    ix_runs_api_key_id_status serves it). A domain-validation parent trains nothing and is not
+    counted; its children are."""
     query = select(func.count()).where(
         Run.api_key_id == api_key_id,
         Run.status.in_(("queued", "running")),
         Run.external.is_(False),
+        ~run_families.has_children(),
     )
     return int(session.scalar(query) or 0)
 

@@ -106,6 +106,25 @@ def test_a_key_over_its_concurrent_run_limit_gets_a_429_problem(
     assert limited.post("/v1/runs", json=run_body(), headers=_bearer(secret)).status_code == 202
 
 
+def test_a_domain_validation_parent_is_not_counted_its_children_are(
+    db_url: str, db_sessionmaker: sessionmaker[Session], new_key: Callable[[], tuple[str, str]]
+) -> None:
+    settings = Settings(database_url=db_url, auth="on", max_concurrent_runs_per_key=4)
+    app = create_app(settings)
+
+    def joined_session() -> Iterator[Session]:
+        yield from get_session(factory=db_sessionmaker)
+
+    app.dependency_overrides[get_db] = joined_session
+    client = TestClient(app)
+    _, secret = new_key()
+    lodo = run_body(validation={"leave_one_domain_out": True, "groups": ["a", "b"] * 20})
+    res = client.post("/v1/runs", json=lodo, headers=_bearer(secret))
+    assert res.status_code == 202, res.text  # a parent and 3 children: one per domain, one random
+    assert client.post("/v1/runs", json=run_body(), headers=_bearer(secret)).status_code == 202
+    assert client.post("/v1/runs", json=run_body(), headers=_bearer(secret)).status_code == 429
+
+
 def test_without_auth_runs_are_not_limited(
     db_url: str, db_sessionmaker: sessionmaker[Session]
 ) -> None:
