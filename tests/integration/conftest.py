@@ -33,18 +33,37 @@ def _evalserve() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
+def connect_redis() -> redis.Redis:
+    """A client of the Redis at :data:`REDIS_URL`; skipped locally, failed with ``CI=true``
+    when it is not reachable (like PostgreSQL in tests/conftest.py)."""
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
         client.ping()
     except redis.exceptions.ConnectionError as exc:
+        client.close()
         reason = f"Redis is not reachable at {REDIS_URL}: {exc}"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}\nCI must start Redis before the tests.", pytrace=False)
         pytest.skip(reason)
-    finally:
-        client.close()
+    return client
+
+
+def forget_queues(client: redis.Redis, queues: set[str]) -> None:
+    """Delete these queues and their unacknowledged messages (left by a killed worker)."""
+    client.delete(*queues)
+    for tag, raw in client.hgetall("unacked").items():
+        try:
+            routing_key = json.loads(raw)[2]
+        except (ValueError, IndexError, TypeError):
+            continue
+        if routing_key in queues:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    connect_redis().close()
     return REDIS_URL
 
 
@@ -55,18 +74,9 @@ def fresh_queues(redis_url: str) -> Iterator[dict[str, str]]:
     prefix = f"evalserve-test-{uuid.uuid4().hex[:12]}"
     env = {"EVALSERVE_GPU_QUEUE": f"{prefix}.gpu", "EVALSERVE_CPU_QUEUE": f"{prefix}.cpu"}
     yield env
-    queues = set(env.values())
-    client = redis.Redis.from_url(redis_url)
+    client = connect_redis()
     try:
-        client.delete(*queues)
-        for tag, raw in client.hgetall("unacked").items():
-            try:
-                routing_key = json.loads(raw)[2]
-            except (ValueError, IndexError, TypeError):
-                continue
-            if routing_key in queues:
-                client.hdel("unacked", tag)
-                client.zrem("unacked_index", tag)
+        forget_queues(client, set(env.values()))
     finally:
         client.close()
 

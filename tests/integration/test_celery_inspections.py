@@ -3,10 +3,6 @@ its commit, the worker's ``evalserve.inspect`` task claims and runs it, the API 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,8 +15,9 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from tests.integration.conftest import REDIS_URL, connect_redis, forget_queues
+from tests.integration.test_celery_runs import Worker
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
@@ -28,60 +25,29 @@ pytestmark = pytest.mark.integration
 def celery_stack(
     make_postgres_database: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[TestClient, Path]]:
-    pytest.importorskip("redis")
-    import redis
-
-    broker = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(broker, socket_connect_timeout=3).ping()
-    except redis.exceptions.ConnectionError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is not reachable: {exc}", pytrace=False)
-        pytest.skip(f"Redis is not reachable: {exc}")
+    redis_client = connect_redis()
     url = make_postgres_database()
     prefix = f"evalserve-test-{uuid.uuid4().hex[:12]}"
     env = {
         "EVALSERVE_DATABASE_URL": url,
-        "EVALSERVE_BROKER_URL": broker,
+        "EVALSERVE_BROKER_URL": REDIS_URL,
         "EVALSERVE_GPU_QUEUE": f"{prefix}.gpu",
         "EVALSERVE_CPU_QUEUE": f"{prefix}.cpu",
     }
-    log_path = tmp_path_factory.mktemp("celery-inspect") / "worker.log"
-    log = log_path.open("wb")
-    command = [sys.executable, "-m", "app.cli", "worker", "--pool", "solo", "--loglevel", "info"]
-    command += ["--hostname", f"inspect-{uuid.uuid4().hex[:8]}@%h"]
-    worker = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    worker = Worker(env, tmp_path_factory.mktemp("celery-inspect") / "worker.log")
     try:
-        deadline = time.monotonic() + 90
-        while b" ready." not in log_path.read_bytes():
-            assert worker.poll() is None, log_path.read_text(errors="replace")[-4000:]
-            assert time.monotonic() < deadline, "worker not ready"
-            time.sleep(0.1)
         settings = Settings(
             database_url=url,
-            broker_url=broker,
+            broker_url=REDIS_URL,
             gpu_queue=env["EVALSERVE_GPU_QUEUE"],
             cpu_queue=env["EVALSERVE_CPU_QUEUE"],
         )
         with TestClient(create_app(settings)) as client:
-            yield client, log_path
+            yield client, worker.log_path
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        log.close()
-        client_redis = redis.Redis.from_url(broker)
-        client_redis.delete(env["EVALSERVE_GPU_QUEUE"], env["EVALSERVE_CPU_QUEUE"])
-        client_redis.close()
+        worker.stop()
+        forget_queues(redis_client, {env["EVALSERVE_GPU_QUEUE"], env["EVALSERVE_CPU_QUEUE"]})
+        redis_client.close()
 
 
 def _wait(client: TestClient, path: str, log_path: Path) -> dict[str, Any]:

@@ -8,7 +8,6 @@ not steal each other's jobs. Redis and PostgreSQL missing: skipped locally, fail
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,42 +20,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from tests.integration.conftest import REDIS_URL, connect_redis, forget_queues
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def _redis() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        reason = f"Redis is not reachable at {REDIS_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}\nCI must start Redis before the tests.", pytrace=False)
-        pytest.skip(reason)
-    return client
-
-
-def _forget_queues(client: redis.Redis, queues: set[str]) -> None:
-    """Delete this stack's queues and its unacknowledged messages (left by a killed worker)."""
-    client.delete(*queues)
-    for tag, raw in client.hgetall("unacked").items():
-        try:
-            routing_key = json.loads(raw)[2]
-        except (ValueError, IndexError, TypeError):
-            continue
-        if routing_key in queues:
-            client.hdel("unacked", tag)
-            client.zrem("unacked_index", tag)
 
 
 Stack = tuple[Settings, dict[str, str]]
@@ -70,7 +43,7 @@ def database_url(make_postgres_database: Callable[..., str]) -> str:
 @pytest.fixture(scope="module")
 def make_stack(database_url: str) -> Iterator[Callable[[], Stack]]:
     """``make_stack() -> (settings, worker environment)`` with fresh queue names."""
-    client = _redis()
+    client = connect_redis()
     queues: set[str] = set()
 
     def make() -> Stack:
@@ -98,7 +71,7 @@ def make_stack(database_url: str) -> Iterator[Callable[[], Stack]]:
         return settings, env
 
     yield make
-    _forget_queues(client, queues)
+    forget_queues(client, queues)
     client.close()
 
 
