@@ -108,6 +108,18 @@ def train_run(self: Task, run_id: str) -> str:
     return outcome
 
 
+def send_job(app: Celery, task: str, job_id: str, queue: str) -> None:
+    """Hand a job id (a run, an inspection) to the broker, retrying briefly while it is away
+    (a restart); raises if it stays unreachable."""
+    app.send_task(
+        task,
+        args=[job_id],
+        queue=queue,
+        retry=True,
+        retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+    )
+
+
 class CeleryDispatcher:
     """Sends run ids to the workers. A broker that cannot be reached fails the run with a
     clear reason rather than leaving it queued forever."""
@@ -121,13 +133,7 @@ class CeleryDispatcher:
 
     def enqueue(self, run_id: str, queue: str | None) -> None:
         try:
-            self.app.send_task(
-                TASK_NAME,
-                args=[run_id],
-                queue=queue or self.settings.gpu_queue,
-                retry=True,
-                retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
-            )
+            send_job(self.app, TASK_NAME, run_id, queue or self.settings.gpu_queue)
             with session_scope(self.settings) as session:
                 repo.mark_dispatched(session, run_id, now=utcnow())
         except Exception:

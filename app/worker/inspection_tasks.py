@@ -234,13 +234,9 @@ class CeleryInspectionDispatcher:
 
     def enqueue(self, inspection_id: str, queue: str | None) -> None:
         try:
-            self.app.send_task(
-                TASK_NAME,
-                args=[inspection_id],
-                queue=queue or self.settings.gpu_queue,
-                retry=True,
-                retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
-            )
+            from app.worker.celery_app import send_job  # celery_app imports this module
+
+            send_job(self.app, TASK_NAME, inspection_id, queue or self.settings.gpu_queue)
             with session_scope(self.settings) as session:
                 repo.mark_dispatched(session, inspection_id, now=utcnow())
         except Exception:
