@@ -12,26 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import live_app, wait_for
-
-
-def separable(n: int = 120, d: int = 3, seed: int = 0) -> tuple[list[list[float]], list[int]]:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    return X.tolist(), (X[:, 0] + X[:, 1] > 0).astype(int).tolist()
-
-
-def run_body(**overrides: Any) -> dict[str, Any]:
-    X, y = separable()
-    body: dict[str, Any] = {
-        "task": "binary",
-        "data": {"X": X, "y": y},
-        "model": {"hidden": [8]},
-        "epochs": 3,
-        "batch_size": 32,
-        "device": "cpu",
-    }
-    body.update(overrides)
-    return body
+from tests.api.test_runs import run_body
 
 
 # -- bad input (no worker: runs stay queued, each test rolled back) --------------------------------
