@@ -254,8 +254,21 @@ def _confusion(report: Mapping[str, Any], title: str) -> Figure:
         )
     k = counts.shape[0]
     names = _labels(labels, k, "confusion_matrix.labels")
-    share = _row_share(cm, counts)
+    fig, _ = confusion_heatmap(counts, _row_share(cm, counts), names, title, "Predicted", "True")
+    return fig
 
+
+def confusion_heatmap(
+    counts: np.ndarray,
+    share: np.ndarray,
+    names: list[str],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> tuple[Figure, Axes]:
+    """A K x K count matrix as a heat map, rows true and columns predicted, with class ticks and,
+    up to MAX_ANNOTATED_CLASSES, each cell's count and row share."""
+    k = counts.shape[0]
     side = min(max(5.0, 0.3 * k + 2.5), 16.0)
     fig, ax = _single_axes(figsize=(side + 1.2, side))
     im = ax.imshow(
@@ -266,13 +279,13 @@ def _confusion(report: Mapping[str, Any], title: str) -> Figure:
     )
     fig.colorbar(im, ax=ax, label="Count", aspect=max(20.0, 2.5 * side))
     ax.set_title(title)
-    ax.set_xlabel("Predicted")
-    ax.set_ylabel("True")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     cell_pt = 0.8 * side * 72.0 / k  # a cell's approximate width in points
     _class_ticks(ax, names, fontsize=max(5.0, min(10.0, cell_pt / 2.5)))
     if k <= MAX_ANNOTATED_CLASSES:
         _annotate(ax, counts, share, im.norm, fontsize=max(4.0, min(10.0, cell_pt / 3.5)))
-    return fig
+    return fig, ax
 
 
 def _multilabel_confusion(counts: np.ndarray, names: list[str], title: str) -> Figure:

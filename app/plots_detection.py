@@ -16,21 +16,16 @@ module draws (``pr``, ``confusion``); rendering (SVG/PNG bytes, deterministic SV
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import numpy as np
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from app.errors import InvalidInput
 from app.plots import (
-    MAX_ANNOTATED_CLASSES,
     MAX_LEGEND_ENTRIES,
-    _annotate,
     _array,
-    _class_ticks,
     _curve_section,
-    _finite_max,
     _fmt4,
     _labels,
     _legend,
@@ -39,6 +34,7 @@ from app.plots import (
     _single_axes,
     _text,
     _unit_square,
+    confusion_heatmap,
 )
 
 #: Default titles of the detection plots.
@@ -125,26 +121,16 @@ def _confusion(report: Mapping[str, Any], title: str) -> Figure:
     with np.errstate(invalid="ignore", divide="ignore"):
         # Share of each ground-truth class's boxes (the background row: of all false positives).
         share = counts / counts.sum(axis=1, keepdims=True)
-    side = min(max(5.0, 0.3 * k + 2.5), 16.0)
-    fig, ax = _single_axes(figsize=(side + 1.2, side))
-    im = ax.imshow(
-        np.ma.masked_invalid(counts),
-        cmap="Blues",
-        norm=Normalize(vmin=0.0, vmax=_finite_max(counts)),
-        interpolation="nearest",
+    fig, ax = confusion_heatmap(
+        counts,
+        share,
+        names,
+        title + _caption(cm),
+        "Predicted class (background: missed)",
+        "Ground-truth class (background: false positive)",
     )
-    fig.colorbar(im, ax=ax, label="Count", aspect=max(20.0, 2.5 * side))
     for edge in (ax.axhline, ax.axvline):  # set the background row and column apart
         edge(k - 1.5, color="0.3", linewidth=1.0)
-    ax.set_title(title + _caption(cm))
-    ax.set_xlabel("Predicted class (background: missed)")
-    ax.set_ylabel("Ground-truth class (background: false positive)")
-    cell_pt = 0.8 * side * 72.0 / k
-    _class_ticks(ax, names, fontsize=max(5.0, min(10.0, cell_pt / 2.5)))
-    if k <= MAX_ANNOTATED_CLASSES:
-        _annotate(
-            ax, counts, share, cast(Normalize, im.norm), fontsize=max(4.0, min(10.0, cell_pt / 3.5))
-        )
     return fig
 
 
