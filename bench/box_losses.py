@@ -3,7 +3,8 @@
 torchvision cannot be installed beside the CPU build of torch here, so the reference is
 torchvision's own code for ``generalized_box_iou_loss``, ``distance_box_iou_loss`` and
 ``complete_box_iou_loss`` (``torchvision/ops/{giou,diou,ciou}_loss.py`` and ``_utils.py``),
-copied operation for operation into plain torch, float64 on the CPU; the IoU loss is
+copied operation for operation into plain torch in ``tests/core/test_losses_boxes.py`` (the
+tests check it against the torchvision fixture), float64 on the CPU; the IoU loss is
 ``1 - box_iou(pred, true).diag()`` computed pairwise (``box_iou`` itself builds the n x n matrix).
 
 (a) evalserve: ``app.core.losses.boxes.{iou,giou,diou,ciou}`` with validation (finite, x2 >= x1)
@@ -26,6 +27,11 @@ import torch
 
 from app.core.losses import boxes
 from bench._timing import best_of, row
+from tests.core.test_losses_boxes import (  # torchvision's code, operation for operation
+    tv_complete_box_iou_loss,
+    tv_distance_box_iou_loss,
+    tv_generalized_box_iou_loss,
+)
 
 
 def make_pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -41,19 +47,6 @@ def make_pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return true, pred
 
 
-def _inter_union(b1: torch.Tensor, b2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """torchvision.ops._utils._loss_inter_union."""
-    x1, y1, x2, y2 = b1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = b2.unbind(dim=-1)
-    xkis1, ykis1 = torch.max(x1, x1g), torch.max(y1, y1g)
-    xkis2, ykis2 = torch.min(x2, x2g), torch.min(y2, y2g)
-    intsctk = torch.zeros_like(x1)
-    mask = (ykis2 > ykis1) & (xkis2 > xkis1)
-    intsctk[mask] = (xkis2[mask] - xkis1[mask]) * (ykis2[mask] - ykis1[mask])
-    unionk = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsctk
-    return intsctk, unionk
-
-
 def torch_iou(b1: torch.Tensor, b2: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """``1 - box_iou(b1, b2).diag()``, pairwise (box_iou's arithmetic on the diagonal)."""
     area1 = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])
@@ -65,56 +58,11 @@ def torch_iou(b1: torch.Tensor, b2: torch.Tensor, eps: float = 0.0) -> torch.Ten
     return 1 - inter / (area1 + area2 - inter + eps)
 
 
-def torch_giou(b1: torch.Tensor, b2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """torchvision.ops.generalized_box_iou_loss (reduction none)."""
-    intsctk, unionk = _inter_union(b1, b2)
-    iouk = intsctk / (unionk + eps)
-    x1, y1, x2, y2 = b1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = b2.unbind(dim=-1)
-    xc1, yc1 = torch.min(x1, x1g), torch.min(y1, y1g)
-    xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
-    area_c = (xc2 - xc1) * (yc2 - yc1)
-    return 1 - (iouk - ((area_c - unionk) / (area_c + eps)))
-
-
-def _diou_iou(
-    b1: torch.Tensor, b2: torch.Tensor, eps: float = 1e-7
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """torchvision.ops.diou_loss._diou_iou_loss."""
-    intsct, union = _inter_union(b1, b2)
-    iou = intsct / (union + eps)
-    x1, y1, x2, y2 = b1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = b2.unbind(dim=-1)
-    xc1, yc1 = torch.min(x1, x1g), torch.min(y1, y1g)
-    xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
-    diagonal_distance_squared = ((xc2 - xc1) ** 2) + ((yc2 - yc1) ** 2) + eps
-    x_p, y_p = (x2 + x1) / 2, (y2 + y1) / 2
-    x_g, y_g = (x1g + x2g) / 2, (y1g + y2g) / 2
-    centers_distance_squared = ((x_p - x_g) ** 2) + ((y_p - y_g) ** 2)
-    return 1 - iou + (centers_distance_squared / diagonal_distance_squared), iou
-
-
-def torch_diou(b1: torch.Tensor, b2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    return _diou_iou(b1, b2, eps)[0]
-
-
-def torch_ciou(b1: torch.Tensor, b2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """torchvision.ops.complete_box_iou_loss (reduction none)."""
-    diou_loss, iou = _diou_iou(b1, b2, eps)
-    x1, y1, x2, y2 = b1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = b2.unbind(dim=-1)
-    w_pred, h_pred, w_gt, h_gt = x2 - x1, y2 - y1, x2g - x1g, y2g - y1g
-    v = (4 / (torch.pi**2)) * torch.pow((torch.atan(w_gt / h_gt) - torch.atan(w_pred / h_pred)), 2)
-    with torch.no_grad():
-        alpha = v / (1 - iou + v + eps)
-    return diou_loss + alpha * v
-
-
 TORCH: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "iou": torch_iou,
-    "giou": torch_giou,
-    "diou": torch_diou,
-    "ciou": torch_ciou,
+    "giou": tv_generalized_box_iou_loss,
+    "diou": tv_distance_box_iou_loss,
+    "ciou": tv_complete_box_iou_loss,
 }
 
 
