@@ -8,7 +8,7 @@ not steal each other's jobs. Redis and PostgreSQL missing: skipped locally, fail
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 import subprocess
 import sys
@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.integration.conftest import REDIS_URL, connect_redis, forget_queues
+from tests.integration.conftest import REDIS_URL, Service, connect_redis, forget_queues
 
 pytestmark = pytest.mark.integration
 
@@ -75,50 +75,25 @@ def make_stack(database_url: str) -> Iterator[Callable[[], Stack]]:
     client.close()
 
 
-class Worker:
-    """``python -m app.cli worker --pool solo`` (= ``evalserve worker``) in a subprocess."""
+class Worker(Service):
+    """``python -m app.cli worker --pool solo`` (= ``evalserve worker``) in a subprocess, ready
+    to take jobs."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
-        command = [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "info",
-            "--hostname",
-            self.name,
-        ]
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 90
-        while b" ready." not in log_path.read_bytes():
-            assert self.process.poll() is None, f"worker exited:\n{self.tail()}"
-            assert time.monotonic() < deadline, f"worker not ready:\n{self.tail()}"
-            time.sleep(0.1)
-
-    def tail(self) -> str:
-        return self.log_path.read_bytes()[-4000:].decode(errors="replace")
+        command = [sys.executable, "-m", "app.cli", "worker", "--pool", "solo"]
+        command += ["--loglevel", "info", "--hostname", self.name]
+        super().__init__(command, env, log_path)
+        self.wait_for_log(" ready.")
 
     def stop(self) -> None:
+        """SIGTERM, and SIGKILL if it has not exited 30 s later (tests that kill it on purpose
+        call this too, so no exit code is asserted)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        self.kill()
 
 
 @pytest.fixture(scope="module")
