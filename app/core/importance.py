@@ -26,7 +26,9 @@ at once and may batch them (stacked copies in one forward pass, or cheaper: see
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
@@ -35,6 +37,7 @@ from numpy.typing import NDArray
 
 from app.core.batch import Batch, make_batch
 from app.core.context import EvalContext
+from app.core.ranking import RocAucOfScores
 from app.core.registry import REGISTRY, finite_or_none, resolve
 from app.errors import InvalidInput, UndefinedMetricError
 
@@ -213,6 +216,7 @@ def permutation_importance(
     columns: Sequence[NDArray[np.intp]] | None = None,
     names: Sequence[str] | None = None,
     max_stacked_rows: int = MAX_STACKED_ROWS,
+    n_threads: int | None = None,
 ) -> ImportanceResult:
     """Permutation importance of each column (or group of columns) of ``X``.
 
@@ -234,6 +238,10 @@ def permutation_importance(
         Names of ``columns`` (default ``"0"``, ``"1"``, ...).
     max_stacked_rows : int
         At most this many rows (repeats × rows) per ``predict_permuted`` call.
+    n_threads : int, optional
+        Threads that score the repeats of one call side by side (default: the CPUs this
+        process may use). The engine's scorers hold no shared state and spend their time in
+        NumPy calls that release the GIL.
 
     Returns
     -------
@@ -258,13 +266,16 @@ def permutation_importance(
     perms = permutation_indices(n, n_repeats, seed)
     per_call = max(1, max_stacked_rows // max(n, 1))
     drops = np.empty((len(cols), n_repeats), dtype=np.float64)
-    for g, c in enumerate(cols):
-        block = X[:, c]
-        for lo in range(0, n_repeats, per_call):
-            hi = min(n_repeats, lo + per_call)
-            out = predict_permuted(c, block[perms[lo:hi]])
-            for r in range(hi - lo):
-                drops[g, lo + r] = baseline - float(score(out[r]))
+    cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1  # (process_cpu_count: 3.13+)
+    threads = min(n_threads or cpus, per_call, n_repeats)
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for g, c in enumerate(cols):
+            block = X[:, c]
+            for lo in range(0, n_repeats, per_call):
+                hi = min(n_repeats, lo + per_call)
+                out = predict_permuted(c, block[perms[lo:hi]])
+                scores = pool.map(score, out) if threads > 1 else map(score, out)
+                drops[g, lo:hi] = baseline - np.fromiter(scores, np.float64, hi - lo)
     return ImportanceResult(labels, baseline, drops)
 
 
@@ -299,10 +310,14 @@ def engine_scorer(
         raise InvalidInput(exc.detail, field="metric") from None
     sign = 1.0 if REGISTRY[metric].greater_is_better else -1.0
     template = _template_batch(task, y, n_outputs)
+    # Binary ROC AUC, the usual importance metric: the same value from one key sort per call.
+    fixed_auc = RocAucOfScores(template.y) if (task, metric) == ("binary", "roc_auc") else None
 
     def natural(outputs: NDArray[np.floating[Any]]) -> float | None:
-        batch = replace(template, score=np.asarray(outputs))
         try:
+            if fixed_auc is not None:
+                return finite_or_none(fixed_auc(outputs))
+            batch = replace(template, score=np.asarray(outputs))
             return finite_or_none(spec(EvalContext(batch), **bound))
         except UndefinedMetricError:
             return None

@@ -10,6 +10,7 @@ so ``ranking`` is the one import for callers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ __all__ = [
     "ConfusionCounts",
     "Counts",
     "OperatingPoints",
+    "RocAucOfScores",
     "average_precision",
     "average_precision_multilabel",
     "counts_at_threshold",
@@ -112,6 +114,93 @@ def roc_auc(r: BinaryRanking) -> float:
     dfps = dfps.astype(np.float64, copy=False)
     dfps *= tsum
     return float(dfps.sum() / 2 / n_pos / n_neg)
+
+
+class RocAucOfScores:
+    """ROC AUC of many score columns against one fixed binary ``y_true`` (unweighted).
+
+    For scoring the same labels over and over (the permuted copies of permutation
+    importance). The value is :func:`roc_auc`'s, in its Mann–Whitney form,
+
+    .. math::
+
+        \\mathrm{AUC} = \\frac{1}{2PN} \\sum_{p} \\big(\\#\\{n : s_n < s_p\\}
+        + \\#\\{n : s_n \\le s_p\\}\\big),
+
+    an exact integer ratio, so it equals ``roc_auc(rank_binary(y_true, s))`` to the last bit.
+    Both counts come from one sort of 64-bit keys ``2·key(s) + bit`` (``key`` orders float32
+    bit patterns as integers): with ``bit`` = 1 on positives, tied negatives sort below a
+    positive and the ``t``-th positive sits at position ``t + #{s_n ≤ s_p}``; with ``bit`` = 1
+    on negatives it sits at ``t + #{s_n < s_p}``. The second sort is only done when the first
+    finds equal scores. One in-place value sort and a dot product, in per-thread buffers (fresh
+    large temporaries cost page faults on every call): a third of the cost of
+    :func:`rank_binary` (an argsort, a merge and cumulative sums), which this falls back to for
+    scores that are not float32 or hold NaN. Calls from several threads run in parallel.
+
+    Examples
+    --------
+    >>> auc = RocAucOfScores(np.array([0, 0, 1, 1]))
+    >>> auc(np.array([0.1, 0.4, 0.35, 0.8], dtype=np.float32)), auc(np.array([1.0, 0, 1, 0]))
+    (0.75, 0.5)
+    """
+
+    def __init__(self, y_true: ArrayLike) -> None:
+        y = np.asarray(y_true)
+        if y.ndim != 1 or (y.dtype != np.bool_ and not np.isin(y, (0, 1)).all()):
+            raise InvalidInput("must be 1-D, bool or 0/1", field="y_true")
+        self.y = y != 0
+        self.n_pos = int(np.count_nonzero(self.y))
+        self.n_neg = self.y.shape[0] - self.n_pos
+        self._pos_bit = self.y.astype(np.int64)
+        self._neg_bit = 1 - self._pos_bit
+        self._positions = np.arange(self.y.shape[0], dtype=np.int64)
+        self._local = threading.local()
+
+    def _buffers(self) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.int64]]:
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            n = self.y.shape[0]
+            bufs = (np.empty(n, np.float32), np.empty(n, np.int64), np.empty(n, np.int64))
+            self._local.bufs = bufs
+        return bufs  # type: ignore[no-any-return]
+
+    def __call__(self, scores: ArrayLike) -> float:
+        """The ROC AUC of ``scores`` (shape ``(n,)``).
+
+        Raises
+        ------
+        UndefinedMetricError
+            Only one class in ``y_true``.
+        """
+        s = np.asarray(scores)
+        if s.shape != self.y.shape:
+            raise InvalidInput(f"has shape {s.shape}, expected {self.y.shape}", field="y_score")
+        P, N = self.n_pos, self.n_neg
+        if s.dtype != np.float32 or P == 0 or N == 0 or np.isnan(s).any():
+            return roc_auc(rank_binary(self.y, s))  # (raises the one-class error)
+        f32, key, work = self._buffers()
+        # Integers in the order of the floats: negative floats get their magnitude bits
+        # flipped; +0.0 is added first so that -0.0 and 0.0 are one key.
+        np.add(s, np.float32(0.0), out=f32)
+        np.copyto(key, f32.view(np.int32))
+        np.right_shift(key, 31, out=work)
+        np.bitwise_and(work, 0x7FFFFFFF, out=work)
+        np.bitwise_xor(key, work, out=key)
+        np.left_shift(key, 1, out=key)
+        np.bitwise_or(key, self._pos_bit, out=work)
+        work.sort()  # ties: negatives first
+        # Equal scores have keys that differ in the tie bit at most.
+        tied = bool((np.bitwise_xor(work[1:], work[:-1], out=key[:-1]) < 2).any())
+        offset = P * (P - 1) // 2  # Σ t over the positives
+        le = int(np.dot(np.bitwise_and(work, 1, out=key), self._positions)) - offset
+        lt = le
+        if tied:
+            np.bitwise_xor(work, 1, out=work)  # the tie bit on the negatives instead
+            work.sort()  # ties: positives first
+            n = P + N
+            on_negatives = int(np.dot(np.bitwise_and(work, 1, out=key), self._positions))
+            lt = n * (n - 1) // 2 - on_negatives - offset
+        return (le + lt) / (2 * P * N)
 
 
 def average_precision(r: BinaryRanking) -> float:

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import Tensor, nn
 
 from app.errors import InvalidInput
@@ -27,8 +27,9 @@ from app.training.loop import batch_bounds
 AttributionMethod = Literal["integrated_gradients", "gradient_x_input"]
 #: Rows (copies × steps) per forward/backward pass of the attributions.
 ATTRIBUTION_BATCH_ROWS: Final = 1 << 16
-#: Rows per forward pass of the permuted copies (small: activations stay in cache).
-FORWARD_BATCH_ROWS: Final = 1 << 14
+#: Rows (repeats × rows) per forward pass of the permuted copies (small: activations stay in
+#: cache).
+FORWARD_BATCH_ROWS: Final = 1 << 12
 #: On a GPU: large passes (few kernel launches).
 GPU_BATCH_ROWS: Final = 1 << 18
 
@@ -45,6 +46,9 @@ class FirstLayerPermuted:
     """A :class:`app.core.importance.PermutedPredict` for an MLP (``nn.Sequential`` whose first
     module is ``nn.Linear``): the first layer's output on ``X`` is computed once.
 
+    Rows are taken in cache-sized blocks, and each block runs the rest of the network once for
+    all repeats stacked (``R × rows`` rows per matrix product), into reused buffers.
+
     Parameters
     ----------
     model : nn.Sequential
@@ -60,7 +64,13 @@ class FirstLayerPermuted:
             raise TypeError("the model's first module must be nn.Linear")
         self.model, self.task = model, task
         self.weight = first.weight.detach()
-        self.rest = nn.Sequential(*list(model.children())[1:])
+        self.rest = list(model.children())[1:]
+        # Wᵀ stored contiguous: the products read it row-major (faster than a transposed view).
+        self._weight_t = {
+            i: m.weight.detach().T.contiguous()
+            for i, m in enumerate(self.rest)
+            if isinstance(m, nn.Linear)
+        }
         dtype = self.weight.dtype
         self.X = torch.as_tensor(np.asarray(X), dtype=dtype, device=self.weight.device)
         with torch.no_grad():
@@ -80,10 +90,16 @@ class FirstLayerPermuted:
         for i, module in enumerate(self.rest):
             if isinstance(module, nn.Linear):
                 out = self._buffer(i, z.shape[0], module.out_features)
-                if module.bias is None:
-                    z = torch.mm(z, module.weight.T, out=out)
+                wt = self._weight_t[i]
+                if module.out_features == 1:  # one output: a matrix-vector product
+                    torch.mv(z, wt[:, 0], out=out[:, 0])
+                    if module.bias is not None:
+                        out += module.bias
+                    z = out
+                elif module.bias is None:
+                    z = torch.mm(z, wt, out=out)
                 else:
-                    z = torch.addmm(module.bias, z, module.weight.T, out=out)
+                    z = torch.addmm(module.bias, z, wt, out=out)
             elif isinstance(module, nn.ReLU):
                 z = torch.relu_(z)
             elif not isinstance(module, nn.Dropout):  # eval mode: dropout is the identity
@@ -99,26 +115,25 @@ class FirstLayerPermuted:
         v = torch.as_tensor(values, dtype=self.X.dtype, device=self.X.device)
         delta = v - self.X[:, cols]  # (R, n, k)
         w = self.weight[:, cols].T.contiguous()  # (k, H)
+        H = w.shape[1]
         out_all: Tensor | None = None
-        # Small passes (a cache-sized block of rows), every repeat of a block in turn while its
-        # first-layer output is in cache: fresh large tensors cost page faults, and the rank-1
-        # update is memory-bound.
+        # A block of rows for all repeats at once, sized so its activations stay in cache (the
+        # rank-k update and the ReLUs are memory-bound); a GPU takes large passes instead.
         rows = FORWARD_BATCH_ROWS if self.X.device.type == "cpu" else GPU_BATCH_ROWS
-        step = max(1, min(n, rows))
+        step = max(1, min(n, rows // R))
         for lo in range(0, n, step):
-            z0 = self.z0[lo : lo + step]
-            for r in range(R):
-                d = delta[r, lo : lo + step]
-                z = self._buffer(-1, d.shape[0], w.shape[1])
-                # One column: a broadcast rank-1 update (addcmul), not a matmul of inner size 1.
-                if d.shape[-1] == 1:
-                    torch.addcmul(z0, d, w[0], out=z)
-                else:
-                    torch.addmm(z0, d, w, out=z)
-                out = _squeeze(self._rest(z), self.task)
-                if out_all is None:
-                    out_all = torch.empty((R, n, *out.shape[1:]), dtype=out.dtype, device=z.device)
-                out_all[r, lo : lo + step] = out
+            hi = min(n, lo + step)
+            z = self._buffer(-1, R * (hi - lo), H).view(R, hi - lo, H)
+            # One column: a broadcast rank-1 update (addcmul), not a matmul of inner size 1.
+            if delta.shape[-1] == 1:
+                torch.addcmul(self.z0[lo:hi], delta[:, lo:hi], w[0], out=z)
+            else:
+                torch.matmul(delta[:, lo:hi], w, out=z)
+                z += self.z0[lo:hi]
+            out = _squeeze(self._rest(z.view(-1, H)), self.task)
+            if out_all is None:
+                out_all = torch.empty((R, n, *out.shape[1:]), dtype=out.dtype, device=z.device)
+            out_all[:, lo:hi] = out.view(R, hi - lo, *out.shape[1:])
         assert out_all is not None
         return out_all.cpu().numpy()
 
@@ -317,11 +332,13 @@ def _kink_trapezoid(f: Tensor, g: Tensor, delta: Tensor) -> Tensor:
 class TorchEstimator(BaseEstimator):  # type: ignore[misc]
     """A trained network as a scikit-learn estimator (``fit`` does nothing).
 
-    ``predict`` and ``decision_function`` both return the raw outputs (logits, or values), in
-    one forward pass per call, so scikit-learn tools call the same network the service uses.
+    ``decision_function`` returns the raw outputs (logits, or values) in one forward pass per
+    call, so scikit-learn tools call the same network the service uses; ``predict`` returns
+    them too (a regressor's values). Classification runs get :class:`TorchClassifier` from
+    :func:`as_estimator`.
     """
 
-    def __init__(self, model: nn.Module | None = None, task: str = "binary") -> None:
+    def __init__(self, model: nn.Module | None = None, task: str = "regression") -> None:
         self.model = model
         self.task = task
 
@@ -331,8 +348,46 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
     def __sklearn_is_fitted__(self) -> bool:
         return True
 
-    def predict(self, X: Any) -> NDArray[np.floating[Any]]:
+    def decision_function(self, X: Any) -> NDArray[np.floating[Any]]:
         assert self.model is not None
         return outputs(self.model, np.asarray(X), self.task)
 
-    decision_function = predict
+    predict = decision_function
+
+
+class TorchClassifier(ClassifierMixin, TorchEstimator):  # type: ignore[misc]
+    """A binary or multiclass network as a scikit-learn classifier, so that scorers named by a
+    string (``scoring="roc_auc"``, ``"neg_log_loss"``, ``"accuracy"``) call it as they call
+    any classifier: ``predict`` gives class indices (a binary logit ``>= 0`` is class 1, the
+    engine's default threshold), ``predict_proba`` float64 sigmoid/softmax probabilities,
+    ``decision_function`` the logits.
+    """
+
+    def __init__(self, model: nn.Module | None = None, task: str = "binary") -> None:
+        super().__init__(model, task)
+
+    @property
+    def classes_(self) -> NDArray[np.int64]:
+        assert self.model is not None
+        last = [m for m in self.model.modules() if isinstance(m, nn.Linear)][-1]
+        return np.arange(2 if self.task == "binary" else last.out_features)
+
+    def predict(self, X: Any) -> NDArray[np.int64]:
+        z = self.decision_function(X)
+        return (z >= 0).astype(np.int64) if self.task == "binary" else np.argmax(z, axis=1)
+
+    def predict_proba(self, X: Any) -> NDArray[np.float64]:
+        z = torch.as_tensor(self.decision_function(X), dtype=torch.float64)
+        if self.task == "binary":
+            p = torch.sigmoid(z)
+            return torch.stack([1 - p, p], dim=1).numpy()
+        return torch.softmax(z, dim=1).numpy()
+
+
+def as_estimator(model: nn.Module, task: str) -> TorchEstimator:
+    """The network as a scikit-learn estimator: a classifier for binary and multiclass runs."""
+    return (
+        TorchClassifier(model, task)
+        if task in ("binary", "multiclass")
+        else TorchEstimator(model, task)
+    )

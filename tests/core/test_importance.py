@@ -17,7 +17,7 @@ from app.core.importance import (
     stacked_predict,
 )
 from app.errors import InvalidInput
-from app.training.inspect import FirstLayerPermuted, TorchEstimator, outputs
+from app.training.inspect import FirstLayerPermuted, TorchEstimator, as_estimator, outputs
 from app.training.models import MLP
 
 
@@ -61,7 +61,7 @@ def test_importances_equal_sklearn_permutation_importance_on_the_wrapped_network
     scorer, _ = engine_scorer(task, metric, None, y, n_out)
 
     def sk_scorer(estimator: Any, X_: np.ndarray, y_: np.ndarray) -> float:
-        return scorer(estimator.predict(X_))  # the same scorer, called by scikit-learn
+        return scorer(estimator.decision_function(X_))  # the same scorer, called by sklearn
 
     ref = sk_permutation_importance(
         TorchEstimator(model, task), X, y, scoring=sk_scorer, n_repeats=4, random_state=seed
@@ -75,6 +75,53 @@ def test_importances_equal_sklearn_permutation_importance_on_the_wrapped_network
         np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-6)
         np.testing.assert_allclose(ours.mean, ref.importances_mean, rtol=0, atol=1e-6)
         np.testing.assert_allclose(ours.std, ref.importances_std, rtol=0, atol=1e-6)
+
+
+SKLEARN_SCORERS = [
+    ("binary", "roc_auc", "roc_auc", 1),
+    ("binary", "log_loss", "neg_log_loss", 1),
+    ("binary", "accuracy", "accuracy", 1),
+    ("binary", "brier", "neg_brier_score", 1),
+    ("multiclass", "accuracy", "accuracy", 3),
+    ("multiclass", "log_loss", "neg_log_loss", 3),
+    ("multiclass", "roc_auc_ovr", "roc_auc_ovr", 3),
+    ("regression", "r2", "r2", 1),
+    ("regression", "mean_absolute_error", "neg_mean_absolute_error", 1),
+]
+
+
+@pytest.mark.parametrize(("task", "metric", "sk_name", "n_out"), SKLEARN_SCORERS)
+@pytest.mark.parametrize("seed", [1, 4])
+def test_importances_equal_sklearn_with_its_own_scorers(
+    task: str, metric: str, sk_name: str, n_out: int, seed: int
+) -> None:
+    """The reference computes everything itself: its scorer by name, its metric functions."""
+    X, y = _data(task, n=257, seed=seed)
+    if task == "binary":
+        X[::5] = X[1::5]  # duplicate rows: tied scores, across classes too
+    model = _mlp(X.shape[1], n_out, seed)
+    ref = sk_permutation_importance(
+        as_estimator(model, task), X, y, scoring=sk_name, n_repeats=5, random_state=seed
+    )
+    scorer, _ = engine_scorer(task, metric, None, y, n_out)
+    pp = FirstLayerPermuted(model, X, task)
+    ours = permutation_importance(pp, X, scorer, outputs(model, X, task), n_repeats=5, seed=seed)
+    np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-6)
+
+
+def test_the_network_predicts_in_blocks_of_rows_and_repeats_like_one_pass() -> None:
+    """Two ReLU layers, dropout and a group of columns, with rows not a multiple of a block."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1031, 6)).astype(np.float32)
+    torch.manual_seed(3)
+    model = MLP(6, (32, 16), 3, "relu", 0.2).eval()
+    perms = permutation_indices(len(X), 7, seed=2)
+    for columns in (np.array([4]), np.array([0, 5, 2])):
+        values = X[:, columns][perms]
+        fast = FirstLayerPermuted(model, X, "multiclass")(columns, values)
+        slow = stacked_predict(lambda A: outputs(model, A, "multiclass"), X)(columns, values)
+        assert fast.shape == slow.shape == (7, len(X), 3)
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-5)
 
 
 def test_permutations_are_sklearns_cumulative_shuffles() -> None:

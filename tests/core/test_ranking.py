@@ -218,6 +218,57 @@ def test_integer_weights_equal_repeated_rows() -> None:
     assert average_precision(weighted) == pytest.approx(average_precision(repeated), abs=TOL)
 
 
+@pytest.mark.parametrize("trial", range(40))
+def test_roc_auc_of_fixed_labels_equals_roc_auc_bit_for_bit_and_sklearn(trial: int) -> None:
+    rng = np.random.default_rng(trial)
+    n = int(rng.integers(2, 3000))
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    s = (rng.normal(size=n) * [1.0, 1e-30, 1e30][trial % 3]).astype(np.float32)
+    if trial % 2:
+        s = np.round(s, 1)  # many ties, within and across classes
+    if trial % 5 == 0:
+        s[rng.random(n) < 0.2] = -0.0  # equal to 0.0
+        s[rng.random(n) < 0.2] = 0.0
+    auc = ranking.RocAucOfScores(y)
+    value = auc(s)
+    assert value == roc_auc(rank_binary(y, s))  # the same exact ratio
+    if np.isfinite(s).all():
+        assert value == pytest.approx(skm.roc_auc_score(y, s), abs=TOL)
+    assert auc(s.astype(np.float64)) == value  # the float64 fallback
+    assert auc(-s) == pytest.approx(1 - value, abs=TOL)
+
+
+def test_roc_auc_of_fixed_labels_edge_cases() -> None:
+    auc = ranking.RocAucOfScores(np.array([0, 1, 0, 1], bool))
+    inf = np.float32(np.inf)
+    assert auc(np.array([-inf, inf, 0, inf], np.float32)) == 1.0
+    assert auc(np.array([-0.0, 0.0, 0.0, -0.0], np.float32)) == 0.5
+    assert auc(np.full(4, 3, np.float32)) == 0.5
+    nan = np.array([0.1, np.nan, 0.3, 0.4], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert auc(nan) == roc_auc(rank_binary(auc.y, nan))  # NaN: whatever the engine does
+    with pytest.raises(InvalidInput, match="expected"):
+        auc(np.zeros(3, np.float32))
+    for y, missing in (([1, 1], "no negative"), ([0, 0], "no positive")):
+        with pytest.raises(UndefinedMetricError, match=missing):
+            ranking.RocAucOfScores(np.array(y))(np.array([0.1, 0.2], np.float32))
+    with pytest.raises(InvalidInput, match="0/1"):
+        ranking.RocAucOfScores(np.array([0, 2]))
+
+
+def test_roc_auc_of_fixed_labels_from_many_threads_is_the_serial_value() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 20_000)
+    S = np.round(rng.normal(size=(16, 20_000)), 2).astype(np.float32)
+    auc = ranking.RocAucOfScores(y)
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(auc, S)) == [roc_auc(rank_binary(y, s)) for s in S]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("weighted", "p_lo", "p_hi"), [(False, 0.91, 0.99), (True, 0.05, 0.95)])
 def test_float32_batch_beyond_2_to_the_24_rows_has_exact_counts_auc_and_ap(
