@@ -234,6 +234,11 @@ class Run(Base):
     #: The API key that created the run (NULL without auth); caps concurrent runs per key.
     #: No foreign key: keys are revoked, never deleted.
     api_key_id: Mapped[str | None] = mapped_column(String(36))
+    #: The data checks of the run's training vs validation split (:mod:`app.core.data_checks`),
+    #: stored when it starts training; loaded only when asked for.
+    data_checks: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONDocument, deferred=True, deferred_raiseload=True
+    )
     #: ``torch.save`` of model + optimizer state after ``checkpoint_epoch`` (resumable runs).
     checkpoint: Mapped[bytes | None] = mapped_column(
         LargeBinary, deferred=True, deferred_raiseload=True

@@ -108,6 +108,12 @@ def get_run(
     return session.get(Run, run_id, options=options, populate_existing=bool(options))
 
 
+def stored_data_checks(session: Session, run_id: str) -> dict[str, Any] | None:
+    """The data checks stored with a run (None: not computed yet, or no such run)."""
+    checks: dict[str, Any] | None = session.scalar(select(Run.data_checks).where(Run.id == run_id))
+    return checks
+
+
 def run_version(session: Session, run_id: str) -> Row[str, int, int] | None:
     """``(status, metrics_seq, epoch)`` of a run, in one narrow query (for ETags and polling)."""
     return session.execute(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
@@ -271,15 +272,25 @@ register_kind(
 
 # -- data checks (synchronous) ---------------------------------------------------------------------
 def run_data_checks(session: Session, run_id: str) -> dict[str, Any]:
-    """Checks of a run's own training and validation split (the run must have its data: any
-    non-external run; it need not have finished)."""
-    run = runs_repo.get_run(session, run_id, with_data=True)
+    """Checks of a run's own training and validation split: those stored with the run when it
+    started training, else computed now (a run still queued, or trained before they were
+    stored). Any non-external run has its data; it need not have finished."""
+    run = runs_repo.get_run(session, run_id)
     if run is None:
         inspectable_run(session, run_id)  # raises the 404
     assert run is not None
     if run.external:
         raise InvalidInput("an external run has no data stored here", field="run_id")
-    split = run_data.load_split(session, run)
+    stored = runs_repo.stored_data_checks(session, run_id)
+    if stored is not None:
+        return stored
+    run = runs_repo.get_run(session, run_id, with_data=True)
+    assert run is not None
+    return split_data_checks(run, run_data.load_split(session, run))
+
+
+def split_data_checks(run: Run, split: run_data.Split) -> dict[str, Any]:
+    """The data checks of a run's split in JSON types (NaN as null), as stored with the run."""
     if modality(run) == "image":
         result = data_checks.compare_images(
             split.X_train,
@@ -289,19 +300,21 @@ def run_data_checks(session: Session, run_id: str) -> dict[str, Any]:
             y_val=split.y_val,
             task=run.task,
         )
-        result.update(run_id=run.id, n_train=len(split.y_train), n_validation=len(split.y_val))
-        return result
-    names = feature_names(run)
-    result = data_checks.compare(
-        names,
-        [split.X_train[:, j] for j in range(len(names))],
-        [split.X_val[:, j] for j in range(len(names))],
-        y_train=split.y_train,
-        y_val=split.y_val,
-        task=run.task,
-    )
+    else:
+        names = feature_names(run)
+        result = data_checks.compare(
+            names,
+            [split.X_train[:, j] for j in range(len(names))],
+            [split.X_val[:, j] for j in range(len(names))],
+            y_train=split.y_train,
+            y_val=split.y_val,
+            task=run.task,
+        )
     result.update(run_id=run.id, n_train=len(split.y_train), n_validation=len(split.y_val))
-    return result
+    loaded: dict[str, Any] = orjson.loads(
+        orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    )
+    return loaded
 
 
 def _column(table: pa.Table, name: str, categorical: bool) -> NDArray[Any]:

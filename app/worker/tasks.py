@@ -37,10 +37,11 @@ from app.core.report import ReportOptions, evaluate, headline
 from app.db import repositories
 from app.db import runs as repo
 from app.db.base import utcnow
+from app.db.models import Run
 from app.db.session import get_sessionmaker, session_scope
 from app.errors import EvalserveError, ServiceUnavailable, UndefinedMetricError
-from app.services import diagnostics, domain_validation
-from app.services.run_data import load_split
+from app.services import diagnostics, domain_validation, inspection_kinds
+from app.services.run_data import Split, load_split
 from app.services.runs import RUN_METRICS
 from app.training import (
     EpochRecord,
@@ -332,6 +333,16 @@ def execute_run(
     return "failed" if done else "lost"
 
 
+def _data_checks(run: Run, split: Split) -> dict[str, Any] | None:
+    """The run's data checks, or None where they cannot be computed: they are extra, and
+    must never keep a run from training."""
+    try:
+        return inspection_kinds.split_data_checks(run, split)
+    except Exception:
+        log.warning("run %s: no data checks", run.id, exc_info=True)
+        return None
+
+
 def _train(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -345,14 +356,19 @@ def _train(
         spec = TrainingSpec.from_dict(run.spec)
         task, name, tags = run.task, run.name, list(run.tags or [])
         split = load_split(session, run)
+        # Checks of the whole split (a sanity run's too), once: a resumed run has them.
+        checks = None if repo.stored_data_checks(session, run_id) else _data_checks(run, split)
         if spec.sanity_check is not None:  # sanity mode: memorize a small training subset
             split = diagnostics.sanity_subset(split, spec.sanity_check.rows, spec.seed)
         blob, _ = repo.get_checkpoint(session, run_id)
     # A run handed back by a worker that shut down goes on from its last complete epoch.
     resume = Checkpoint.from_bytes(blob) if blob is not None else None
     device = str(resolve_device(spec.device))
+    stored = {} if checks is None else {"data_checks": checks}
     with session_scope(factory=factory) as session:
-        repo.update_attempt(session, run_id, attempt, device=device, heartbeat_at=utcnow())
+        repo.update_attempt(
+            session, run_id, attempt, device=device, heartbeat_at=utcnow(), **stored
+        )
 
     def on_epoch_end(record: EpochRecord) -> None:
         rows = epoch_rows(record)

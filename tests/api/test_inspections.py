@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import Settings
+from app.db.models import Run
+from app.db.runs import stored_data_checks
+from app.db.session import session_scope
 from tests.api.conftest import live_app, wait_for
 
 SIGNAL = (2, 7)  # of 10 features, only these two decide the label
@@ -177,6 +182,10 @@ def test_data_checks_of_a_run_compare_its_two_splits(live: tuple[TestClient, str
     assert checks["duplicates"]["n_val_rows_in_train"] == 0
     assert checks["leakage_suspects"] == []
     assert sum(c["train_count"] for c in checks["classes"]) == 450
+    # Computed by the worker when the run started, stored with the run, served from there.
+    settings: Settings = client.app.state.settings  # type: ignore[attr-defined]
+    with session_scope(settings, write=False) as session:
+        assert stored_data_checks(session, run_id) == checks
 
 
 @pytest.mark.parametrize(
@@ -214,7 +223,7 @@ def test_bad_inspection_requests_are_422_problems_naming_the_field(
 
 # -- without a runner: nothing trains, each test rolled back ---------------------------------------
 def test_inspecting_a_run_that_has_not_succeeded_is_a_409_problem(
-    store_client: TestClient,
+    store_client: TestClient, db_sessionmaker: sessionmaker[Session]
 ) -> None:
     run_id = store_client.post("/v1/runs", json=run_body(epochs=1)).json()["id"]
     for kind, body in (
@@ -229,8 +238,12 @@ def test_inspecting_a_run_that_has_not_succeeded_is_a_409_problem(
         assert problem["field"] == "run_id"
     assert store_client.post("/v1/runs/nope/importance", json={}).status_code == 404
     assert store_client.get("/v1/inspections/nope").status_code == 404
-    # Data checks need only the stored data, not a trained model.
-    assert store_client.get(f"/v1/runs/{run_id}/data-checks").status_code == 200
+    # Data checks need only the stored data, not a trained model: computed now, not stored.
+    res = store_client.get(f"/v1/runs/{run_id}/data-checks")
+    assert res.status_code == 200 and res.json()["n_train"] == 450
+    with db_sessionmaker() as session:
+        assert session.get(Run, run_id) is not None
+        assert stored_data_checks(session, run_id) is None
 
 
 def _upload(client: TestClient, rows: list[str], name: str) -> str:
