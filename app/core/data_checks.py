@@ -13,14 +13,19 @@ labels):
   stability index :math:`\\mathrm{PSI} = \\sum_b (q_b - p_b) \\ln(q_b / p_b)` (``p`` train,
   ``q`` validation shares; numeric columns binned at the training deciles; shares floored at
   ``1e-4``). Missing values are left out of the tests.
-- leakage suspects: a numeric feature whose ROC-AUC against the label, alone, is
-  ``≥ leak_auc`` either way (``max(AUC, 1 − AUC)``; binary labels, one-vs-rest per class for
-  multiclass), measured on the training side.
+- duplicates: validation rows equal to a training row on every compared column, numbers and
+  category labels alike (a missing value equals a missing value, as NaN does in the numeric key).
+- leakage suspects: a feature whose ROC-AUC against the label, alone, is ``≥ leak_auc``
+  (binary labels, one-vs-rest per class for multiclass), measured on the training side. A
+  numeric feature is scored by its values, either way (``max(AUC, 1 − AUC)``); a categorical
+  one by its out-of-fold target encoding (:func:`target_encoding`), so that a column of unique
+  IDs, which would separate the training labels perfectly by its in-sample category rates, is
+  not flagged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -43,6 +48,7 @@ __all__ = [
     "ks_two_sample",
     "leakage_suspects",
     "psi",
+    "target_encoding",
 ]
 
 QUANTILES: Final[tuple[float, ...]] = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
@@ -50,6 +56,9 @@ PSI_FLOOR: Final = 1e-4
 #: PSI above this is reported as drift (the usual rule of thumb: 0.1 small, 0.25 large).
 PSI_DRIFT: Final = 0.25
 LEAK_AUC: Final = 0.99
+#: Folds and seed of the out-of-fold target encoding of categorical leakage suspects.
+TE_FOLDS: Final = 5
+TE_SEED: Final = 0
 
 
 def _none(x: float) -> float | None:
@@ -197,6 +206,45 @@ def class_frequencies(y_train: NDArray[Any], y_val: NDArray[Any]) -> list[dict[s
     return out
 
 
+def _category_labels(values: NDArray[Any]) -> list[str | None]:
+    """Each value as its category label, ``str(v)``; ``None`` (missing) stays ``None``.
+
+    The labels :func:`feature_summary` and the chi-square test count, so that a float NaN in
+    an object column is the category ``"nan"`` here too.
+    """
+    return [None if v is None else str(v) for v in values]
+
+
+def _category_codes(*sides: NDArray[Any]) -> list[NDArray[np.float64]]:
+    """Category labels of one column on each side as float codes shared by all sides.
+
+    Equal labels get equal codes (integers from 0, exact in float64) and a missing value is
+    NaN, which the row key treats as it treats a missing number: equal to any other missing
+    value, and unequal to every label (also to the label ``"None"``).
+    """
+    index: dict[str, int] = {}
+    out = []
+    for values in sides:
+        labels = _category_labels(values)
+        codes = [np.nan if v is None else float(index.setdefault(v, len(index))) for v in labels]
+        out.append(np.asarray(codes, dtype=np.float64))
+    return out
+
+
+def _key_columns(
+    train: Sequence[NDArray[Any]], val: Sequence[NDArray[Any]], categorical: Sequence[bool]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The training and validation tables as float matrices for :func:`duplicated_rows`:
+    numeric columns as they are, categorical ones as :func:`_category_codes`."""
+    cols_t, cols_v = [], []
+    for a, b, is_cat in zip(train, val, categorical, strict=True):
+        if is_cat:
+            a, b = _category_codes(a, b)
+        cols_t.append(np.asarray(a, dtype=np.float64))
+        cols_v.append(np.asarray(b, dtype=np.float64))
+    return np.column_stack(cols_t), np.column_stack(cols_v)
+
+
 def _row_keys(X: NDArray[Any]) -> NDArray[Any]:
     A = np.ascontiguousarray(np.asarray(X, dtype=np.float64) + 0.0)  # -0.0 == 0.0
     return A.view(np.dtype((np.void, A.dtype.itemsize * A.shape[1]))).ravel()
@@ -242,13 +290,142 @@ def _auc(y: NDArray[np.bool_], x: NDArray[np.float64]) -> float | None:
         return None
 
 
+def _present_codes(values: NDArray[Any]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Indices of the non-missing values and their category codes (``0 .. k-1``)."""
+    labels = _category_labels(values)
+    idx = np.flatnonzero([v is not None for v in labels]).astype(np.intp)
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(labels[i], len(index)) for i in idx), np.intp, len(idx))
+    return idx, codes
+
+
+def _fold_ids(n: int, folds: int, seed: int) -> NDArray[np.intp]:
+    """Fold of each of ``n`` rows: a ``default_rng(seed)`` permutation dealt round-robin into
+    ``min(folds, n)`` folds of sizes differing by at most one."""
+    fold = np.empty(n, dtype=np.intp)
+    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % max(min(folds, n), 1)
+    return fold
+
+
+def _out_of_fold_rates(
+    codes: NDArray[np.intp], fold: NDArray[np.intp], hit: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """Each row's category rate of ``hit`` among the rows of the other folds (the other folds'
+    overall rate where they lack the category)."""
+    k = int(codes.max()) + 1 if len(codes) else 0
+    h = hit.astype(np.float64)
+    out = np.empty(len(codes), dtype=np.float64)
+    for f in np.unique(fold):
+        test, fit = fold == f, fold != f
+        count = np.bincount(codes[fit], minlength=k)[codes[test]]
+        pos = np.bincount(codes[fit], weights=h[fit], minlength=k)[codes[test]]
+        out[test] = np.where(count > 0, pos / np.maximum(count, 1), h[fit].mean())
+    return out
+
+
+def target_encoding(
+    values: NDArray[Any],
+    positive: NDArray[np.bool_],
+    *,
+    folds: int = TE_FOLDS,
+    seed: int = TE_SEED,
+) -> NDArray[np.float64]:
+    """Out-of-fold target encoding of a categorical column: the score of a leakage check.
+
+    A missing value (``None``) scores NaN, left out of the AUC as a numeric NaN is. The ``n``
+    other rows are dealt into ``K = min(folds, n)`` folds by a seeded permutation
+    (:func:`_fold_ids`: deterministic), and row ``i`` of fold ``f`` with category ``c`` scores
+
+    .. math:: s_i = \\frac{\\#\\{j \\notin f : c_j = c,\\ \\mathrm{positive}_j\\}}
+                         {\\#\\{j \\notin f : c_j = c\\}},
+
+    the positive rate of its category among the other folds, or the other folds' positive rate
+    where they hold no row of ``c``. A row's own label never enters its score, so a category
+    seen once (an ID) gets a rate that says nothing about its label; an in-sample encoding
+    would score it by its own label and reach ROC-AUC 1.
+
+    Examples
+    --------
+    >>> v = np.array(["a", "a", "b", "b", None])
+    >>> target_encoding(v, np.array([1, 1, 0, 0, 1]) == 1, folds=2).tolist()
+    [1.0, 1.0, 0.0, 0.0, nan]
+    """
+    out = np.full(len(values), np.nan)
+    idx, codes = _present_codes(values)
+    if len(idx) >= 2:
+        fold = _fold_ids(len(idx), folds, seed)
+        out[idx] = _out_of_fold_rates(codes, fold, np.asarray(positive, dtype=bool)[idx])
+    return out
+
+
+def _class_label(c: Any) -> str:
+    return str(int(c)) if float(c).is_integer() else str(c)
+
+
+def _numeric_suspect(
+    name: str, x: NDArray[Any], y: NDArray[Any], targets: Sequence[Any], threshold: float
+) -> dict[str, Any] | None:
+    """The class a numeric feature separates best, either way, if by ``≥ threshold``."""
+    best: dict[str, Any] | None = None
+    for c in targets:
+        auc = _auc(y == c, np.asarray(x, dtype=np.float64))
+        if auc is None:
+            continue
+        sep = max(auc, 1.0 - auc)
+        if sep >= threshold and (best is None or sep > best["separation"]):
+            best = {"feature": name, "class": _class_label(c), "roc_auc": auc, "separation": sep}
+    return best
+
+
+def _categorical_suspect(
+    name: str, x: NDArray[Any], y: NDArray[Any], targets: Sequence[Any], threshold: float
+) -> dict[str, Any] | None:
+    """The class a categorical feature's :func:`target_encoding` ranks best, if with ROC-AUC
+    ``≥ threshold``.
+
+    Only the direction of the encoding counts (``separation = AUC``): the encoding already
+    points at the class, and an AUC far below ½ is the out-of-fold artifact of categories seen
+    in one fold (their fallback, the other folds' rate, falls as the own fold's rate rises),
+    not a sign of leakage.
+    """
+    idx, codes = _present_codes(x)
+    if len(idx) < 2:
+        return None
+    fold = _fold_ids(len(idx), TE_FOLDS, TE_SEED)  # the same folds for every class
+    best: dict[str, Any] | None = None
+    for c in targets:
+        hit = np.asarray(y == c, dtype=bool)
+        scores = np.full(len(x), np.nan)
+        scores[idx] = _out_of_fold_rates(codes, fold, hit[idx])
+        auc = _auc(hit, scores)
+        if auc is not None and auc >= threshold and (best is None or auc > best["roc_auc"]):
+            best = {
+                "feature": name,
+                "class": _class_label(c),
+                "roc_auc": auc,
+                "separation": auc,
+                "scored_by": "out_of_fold_target_encoding",
+            }
+    return best
+
+
 def leakage_suspects(
-    columns: Mapping[str, NDArray[np.float64]],
+    columns: Mapping[str, NDArray[Any]],
     y: NDArray[Any],
     task: str,
     threshold: float = LEAK_AUC,
+    *,
+    categorical: Collection[str] = (),
 ) -> list[dict[str, Any]]:
-    """Numeric features that alone separate the label with ROC-AUC ≥ ``threshold`` either way.
+    """Features that alone separate the label with ROC-AUC ≥ ``threshold``, on these rows.
+
+    Binary labels score the last class, multiclass ones each class one-vs-rest (the best
+    class is reported); regression has no suspects. A numeric feature is scored by its values
+    and counts either way, ``separation = max(AUC, 1 − AUC)``. A feature named in
+    ``categorical`` is scored by its :func:`target_encoding` (``TE_FOLDS`` folds, seed
+    ``TE_SEED``) and counts only when ``AUC ≥ threshold`` (``separation = AUC``); its entry
+    adds ``"scored_by": "out_of_fold_target_encoding"``. Missing values are left out. Sorted
+    by separation, highest first (ties in column order).
 
     Examples
     --------
@@ -265,15 +442,8 @@ def leakage_suspects(
     targets = [classes[-1]] if task == "binary" else list(classes)
     out = []
     for name, x in columns.items():
-        best: dict[str, Any] | None = None
-        for c in targets:
-            auc = _auc(y == c, np.asarray(x, dtype=np.float64))
-            if auc is None:
-                continue
-            sep = max(auc, 1.0 - auc)
-            if sep >= threshold and (best is None or sep > best["separation"]):
-                label = str(int(c)) if float(c).is_integer() else str(c)
-                best = {"feature": name, "class": label, "roc_auc": auc, "separation": sep}
+        suspect = _categorical_suspect if name in categorical else _numeric_suspect
+        best = suspect(name, x, y, targets, threshold)
         if best is not None:
             out.append(best)
     return sorted(out, key=lambda s: -s["separation"])
@@ -298,6 +468,11 @@ def compare(
         ``features`` (per feature: ``train`` and ``validation`` summaries and ``drift``),
         ``drifted`` (features with a KS or chi-square p-value below 0.01, or PSI ≥ 0.25),
         ``classes``, ``duplicates`` and ``leakage_suspects``.
+
+        ``duplicates`` (:func:`duplicated_rows`) compares whole rows over every column,
+        categorical ones by their labels (:func:`_category_codes`); it is ``None`` only when
+        there are no columns. ``leakage_suspects`` (:func:`leakage_suspects`) scores every
+        column, categorical ones by their out-of-fold target encoding.
     """
     cat = list(categorical) if categorical is not None else [False] * len(names)
     features = []
@@ -315,16 +490,20 @@ def compare(
                 "drift": drift,
             }
         )
-    numeric = [j for j, c in enumerate(cat) if not c]
-    result: dict[str, Any] = {"features": features, "drifted": drifted}
-    if numeric:
-        Xt = np.column_stack([np.asarray(train[j], dtype=np.float64) for j in numeric])
-        Xv = np.column_stack([np.asarray(val[j], dtype=np.float64) for j in numeric])
+    result: dict[str, Any] = {"features": features, "drifted": drifted, "duplicates": None}
+    if names:  # every column in the key: rows equal in numbers only may differ in categories
+        Xt, Xv = _key_columns(train, val, cat)
         result["duplicates"] = duplicated_rows(Xt, Xv, y_train, y_val)
     if y_train is not None and y_val is not None and task in ("binary", "multiclass"):
         result["classes"] = class_frequencies(y_train, y_val)
-        cols = {names[j]: np.asarray(train[j], dtype=np.float64) for j in numeric}
-        result["leakage_suspects"] = leakage_suspects(cols, y_train, task, leak_auc)
+        cols = {
+            name: x if is_cat else np.asarray(x, dtype=np.float64)
+            for name, x, is_cat in zip(names, train, cat, strict=True)
+        }
+        cat_names = {name for name, is_cat in zip(names, cat, strict=True) if is_cat}
+        result["leakage_suspects"] = leakage_suspects(
+            cols, y_train, task, leak_auc, categorical=cat_names
+        )
     else:
         result["classes"] = None
         result["leakage_suspects"] = []

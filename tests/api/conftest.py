@@ -57,6 +57,15 @@ def wait_for(client: TestClient, path: str, timeout: float = 120.0) -> dict[str,
         time.sleep(0.05)
 
 
+def assert_not_inspectable(res: Any, status: str) -> None:
+    """The 409 problem of inspecting a run whose status is ``status``."""
+    assert res.status_code == 409, (status, res.text)
+    assert res.headers["content-type"] == "application/problem+json"
+    problem = res.json()
+    assert problem["status"] == 409 and f"the run is {status}" in problem["detail"]
+    assert problem["field"] == "run_id"
+
+
 @pytest.fixture
 def client(sqlite_url: str) -> Iterator[TestClient]:
     """The app on the session's SQLite database, with small body and row limits."""

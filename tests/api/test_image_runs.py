@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.db import runs as repo
 from app.services.run_data import load_split
 from app.training.images import make_patch_images
-from tests.api.conftest import live_app, wait_for
+from tests.api.conftest import assert_not_inspectable, live_app, wait_for
 
 CNN = {"type": "cnn", "blocks": [{"channels": 4}, {"channels": 8, "pool": "none"}], "head": []}
 
@@ -133,6 +133,38 @@ def test_cnn_options_are_checked_before_anything_is_queued(store_client: TestCli
     )
     assert res.status_code == 422 and res.json()["field"] == "data.X"
     assert store_client.get("/v1/runs").json()["page"]["total"] == 0
+
+
+def test_gradcam_of_a_cnn_run_that_has_not_succeeded_is_a_409_problem(
+    store_client: TestClient, db_session: Session
+) -> None:
+    X, y, _ = make_patch_images(20, size=8, patch=2)
+    body = {"task": "binary", "data": {"X": X.tolist(), "y": y.tolist()}, "model": CNN}
+    images = {"X": X[:2].tolist(), "target": 1}  # fits the run: only its status is wrong
+
+    def gradcam_409(run_id: str, status: str) -> None:
+        assert_not_inspectable(store_client.post(f"/v1/runs/{run_id}/gradcam", json=images), status)
+
+    queued = store_client.post("/v1/runs", json=body)
+    assert queued.status_code == 202, queued.json()
+    run_id = queued.json()["id"]
+    gradcam_409(run_id, "queued")
+    res = store_client.post(f"/v1/runs/{run_id}/cancel")
+    assert res.status_code == 200 and res.json()["status"] == "cancelled"
+    gradcam_409(run_id, "cancelled")
+
+    failed = store_client.post("/v1/runs", json=body).json()["id"]
+    assert repo.set_status(
+        db_session,
+        failed,
+        expected="queued",
+        status="failed",
+        error="non-finite loss at epoch 1",
+        summary={"has_weights": True},  # a checkpoint does not make a failed run inspectable
+    )
+    db_session.commit()
+    gradcam_409(failed, "failed")
+    assert store_client.get(f"/v1/runs/{failed}").json()["status"] == "failed"
 
 
 def test_a_cnn_run_on_an_image_dataset_splits_by_group_and_loads_flat_pixels(

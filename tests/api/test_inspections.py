@@ -10,13 +10,16 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db.models import Run
+from app.db import runs as runs_repo
+from app.db.base import utcnow
+from app.db.models import Inspection, Run
 from app.db.runs import stored_data_checks
 from app.db.session import session_scope
-from tests.api.conftest import live_app, wait_for
+from tests.api.conftest import assert_not_inspectable, live_app, wait_for
 
 SIGNAL = (2, 7)  # of 10 features, only these two decide the label
 
@@ -113,11 +116,37 @@ def test_integrated_gradients_rank_the_signal_features_first_and_are_complete(
     keep = np.abs(delta) > 0.1
     assert keep.sum() > 40
     np.testing.assert_array_less(np.abs(A.sum(axis=1) - delta)[keep], 0.01 * np.abs(delta)[keep])
+    gap = np.array(result["completeness_gap"])
+    np.testing.assert_allclose(gap, A.sum(axis=1) - delta, rtol=0, atol=1e-12)
+    rel = np.abs(gap) / np.maximum(np.abs(delta), 1e-12)
+    assert result["max_relative_completeness_gap"] == pytest.approx(rel.max(), rel=1e-12)
+    used = result["steps_used"]
+    assert len(used) == 60 and set(used) <= {64, 128, 256, 512, 1024}
 
     gxi = inspect(
         client, run_id, "attributions", {"X": X[:3].tolist(), "method": "gradient_x_input"}
     )
     assert np.array(gxi["result"]["attributions"]).shape == (3, 10)
+    assert gxi["result"]["steps"] is None and gxi["result"]["baseline"] is None
+    assert gxi["result"]["baseline_source"] is None
+    assert "steps_used" not in gxi["result"] and "completeness_gap" not in gxi["result"]
+
+
+def test_attributions_report_the_requested_steps_and_the_steps_each_row_used(
+    live: tuple[TestClient, str],
+) -> None:
+    client, run_id = live
+    X, _ = signal_data(40, seed=6)
+    # Two steps are too few for a ReLU network: rows past 0.5% are integrated again.
+    result = inspect(client, run_id, "attributions", {"X": X.tolist(), "steps": 2})["result"]
+    assert result["steps"] == 2
+    used = np.array(result["steps_used"])
+    assert used.shape == (40,) and set(used.tolist()) <= {2, 4, 8, 16, 32}
+    assert used.max() > 2  # some rows were refined, and the result says so
+    delta = np.array(result["output"]) - np.array(result["baseline_output"])
+    gap = np.abs(np.array(result["completeness_gap"]))
+    # A row stops being refined once it is within the tolerance (or after 16x the steps).
+    assert (gap[used < 32] <= 0.005 * np.abs(delta[used < 32])).all()
 
 
 def test_robustness_is_reproducible_and_finds_the_breaking_point(
@@ -233,6 +262,7 @@ def test_inspecting_a_run_that_has_not_succeeded_is_a_409_problem(
     ):
         res = store_client.post(f"/v1/runs/{run_id}/{kind}", json=body)
         assert res.status_code == 409, res.text
+        assert res.headers["content-type"] == "application/problem+json"
         problem = res.json()
         assert problem["status"] == 409 and "queued" in problem["detail"]
         assert problem["field"] == "run_id"
@@ -244,6 +274,41 @@ def test_inspecting_a_run_that_has_not_succeeded_is_a_409_problem(
     with db_sessionmaker() as session:
         assert session.get(Run, run_id) is not None
         assert stored_data_checks(session, run_id) is None
+
+
+INSPECTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("importance", {}),
+    ("attributions", {"X": [[0.0] * 10]}),
+    ("robustness", {"families": ["missingness"]}),
+    ("gradcam", {"X": [[[0.0]]]}),  # a tabular run: the 409 comes before the 422
+)
+
+
+@pytest.mark.parametrize("status", ["cancelled", "failed", "succeeded"])
+def test_inspecting_a_cancelled_failed_or_weightless_run_is_a_409_problem(
+    store_client: TestClient, db_sessionmaker: sessionmaker[Session], status: str
+) -> None:
+    run_id = store_client.post("/v1/runs", json=run_body(epochs=1)).json()["id"]
+    if status == "cancelled":
+        res = store_client.post(f"/v1/runs/{run_id}/cancel")
+        assert res.status_code == 200 and res.json()["status"] == "cancelled", res.text
+    else:  # a failed run keeps its checkpointed weights; a succeeded one here has none
+        with db_sessionmaker() as session:
+            assert runs_repo.set_status(
+                session,
+                run_id,
+                expected="queued",
+                status=status,
+                finished_at=utcnow(),
+                error="non-finite loss at epoch 1" if status == "failed" else None,
+                summary={"has_weights": status == "failed"},
+            )
+            session.commit()
+    assert store_client.get(f"/v1/runs/{run_id}").json()["status"] == status
+    for kind, body in INSPECTIONS:
+        assert_not_inspectable(store_client.post(f"/v1/runs/{run_id}/{kind}", json=body), status)
+    with db_sessionmaker() as session:  # nothing was queued
+        assert session.scalars(select(Inspection).where(Inspection.run_id == run_id)).all() == []
 
 
 def _upload(client: TestClient, rows: list[str], name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn.metrics import roc_auc_score
 
 from app.core import data_checks as dc
 
@@ -114,3 +115,150 @@ def test_compare_images_counts_pixel_exact_duplicates_not_equal_summaries() -> N
     assert res["duplicates"]["n_val_rows_in_train"] == 1
     assert res["duplicates"]["val_indices"] == [3]
     assert res["image_shape"] == [1, 3, 3]
+
+
+def _leaky_text(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A text column whose category names encode the label, each category on many rows."""
+    return np.array([f"{'churn' if v else 'stay'}-{rng.integers(0, 4)}" for v in y], dtype=object)
+
+
+def test_a_text_column_whose_categories_encode_the_label_is_a_leakage_suspect() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, size=300)
+    color = rng.choice(np.array(["red", "green", "blue"], dtype=object), size=300)
+    out = dc.compare(
+        ["leak", "color", "x"],
+        [_leaky_text(y, rng), color, rng.normal(size=300)],
+        [_leaky_text(y[:50], rng), color[:50], rng.normal(size=50)],
+        categorical=[True, True, False],
+        y_train=y,
+        y_val=y[:50],
+        task="binary",
+    )
+    assert out["leakage_suspects"] == [
+        {
+            "feature": "leak",
+            "class": "1",
+            "roc_auc": 1.0,
+            "separation": 1.0,
+            "scored_by": "out_of_fold_target_encoding",
+        }
+    ]
+
+
+def test_a_multiclass_label_encoded_in_a_category_is_found_one_vs_rest() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, size=300)
+    text = np.array([f"tier{v}-{rng.integers(0, 3)}" for v in y], dtype=object)
+    noise = rng.choice(np.array(["a", "b", "c"], dtype=object), size=300)
+    suspects = dc.leakage_suspects(
+        {"text": text, "noise": noise}, y, "multiclass", categorical={"text", "noise"}
+    )
+    assert [(s["feature"], s["roc_auc"]) for s in suspects] == [("text", 1.0)]
+
+
+def test_a_unique_id_column_is_not_a_leakage_suspect_though_in_sample_encoding_separates() -> None:
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, size=400)
+    ids = np.array([f"user-{i:05d}" for i in range(400)], dtype=object)
+    # In-sample, each ID's positive rate is its own label: ROC-AUC 1 on the training side.
+    assert roc_auc_score(y, y.astype(float)) == 1.0
+    assert dc.leakage_suspects({"id": ids}, y, "binary", categorical={"id"}) == []
+    out = dc.compare(
+        ["id"], [ids], [ids[:20]], categorical=[True], y_train=y, y_val=y[:20], task="binary"
+    )
+    assert out["leakage_suspects"] == []
+    # Few rows: out of fold, an ID scores the other folds' rate, lower where its own fold has
+    # more positives (AUC near 0); only AUC >= 0.99 counts for an encoding, never 1 - AUC.
+    few = dc.leakage_suspects({"id": ids[:10]}, y[:10], "binary", threshold=0.0, categorical={"id"})
+    assert few[0]["roc_auc"] < 0.5 and few[0]["separation"] == few[0]["roc_auc"]
+    assert dc.leakage_suspects({"id": ids[:10]}, y[:10], "binary", categorical={"id"}) == []
+
+
+def test_categorical_auc_equals_sklearn_on_the_out_of_fold_encoding() -> None:
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, size=500)
+    cats = np.array(["a", "b", "c", "d", "e", "f"], dtype=object)
+    # Partly informative, with rare categories and missing values.
+    informative, random = cats[y * 3 + rng.integers(0, 3, size=500)], rng.choice(cats, size=500)
+    x = np.where(rng.random(500) < 0.6, informative, random)
+    x[rng.random(500) < 0.05] = None
+    x[:7] = [f"rare{i}" for i in range(7)]
+    scores = dc.target_encoding(x, y == 1)
+    present = ~np.isnan(scores)
+    assert present.sum() == sum(v is not None for v in x)
+    ref = roc_auc_score(y[present] == 1, scores[present])
+    assert 0.6 < ref < 0.99
+    (suspect,) = dc.leakage_suspects({"x": x}, y, "binary", threshold=0.0, categorical={"x"})
+    assert abs(suspect["roc_auc"] - ref) <= 1e-12 and suspect["separation"] == suspect["roc_auc"]
+
+
+def test_target_encoding_leaves_each_rows_own_label_out_and_is_deterministic() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.choice(np.array(["p", "q", "r"], dtype=object), size=60)
+    y = rng.integers(0, 2, size=60) == 1
+    base = dc.target_encoding(x, y)
+    np.testing.assert_array_equal(base, dc.target_encoding(x, y))
+    for i in (0, 17, 59):
+        flipped = y.copy()
+        flipped[i] = not flipped[i]
+        assert dc.target_encoding(x, flipped)[i] == base[i]
+
+
+def test_duplicates_compare_categories_too_and_missing_equals_missing() -> None:
+    num_t, num_v = np.array([1.0, 2.0, np.nan, 4.0]), np.array([1.0, 2.0, np.nan, 4.0, 1.0])
+    cat_t = np.array(["x", "y", None, "z"], dtype=object)
+    cat_v = np.array(["x", "other", None, "None", "x"], dtype=object)
+    out = dc.compare(
+        ["n", "c"],
+        [num_t, cat_t],
+        [num_v, cat_v],
+        categorical=[False, True],
+        y_train=np.array([0, 1, 0, 1]),
+        y_val=np.array([0, 1, 1, 1, 1]),
+        task="binary",
+    )
+    # Row 1 equals training row 1 in numbers only; row 3's label "None" is not a missing value.
+    assert out["duplicates"] == {
+        "n_val_rows_in_train": 3,
+        "share_of_val": 3 / 5,
+        "val_indices": [0, 2, 4],
+        "with_same_label": 1,
+    }
+
+
+def test_all_categorical_columns_still_give_the_duplicates_entry() -> None:
+    a = np.array(["red", "red", "blue", "green"], dtype=object)
+    b = np.array(["s", "m", "m", "l"], dtype=object)
+    va = np.array(["red", "blue", "blue", "green", "red"], dtype=object)
+    vb = np.array(["m", "l", "s", "l", "s"], dtype=object)  # rows 1 and 2: new combinations
+    out = dc.compare(
+        ["color", "size"],
+        [a, b],
+        [va, vb],
+        categorical=[True, True],
+        y_train=np.array([1, 0, 1, 0]),
+        y_val=np.array([0, 0, 1, 1, 1]),
+        task="binary",
+    )
+    assert out["duplicates"] == {
+        "n_val_rows_in_train": 3,
+        "share_of_val": 3 / 5,
+        "val_indices": [0, 3, 4],
+        "with_same_label": 2,
+    }
+
+
+def test_numeric_only_compare_keeps_its_duplicates_and_suspects() -> None:
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, size=200)
+    cols_t = [rng.normal(size=200), y + 0.01 * rng.normal(size=200)]
+    cols_v = [c[:30].copy() for c in cols_t]
+    out = dc.compare(["a", "b"], cols_t, cols_v, y_train=y, y_val=y[:30], task="binary")
+    Xt, Xv = np.column_stack(cols_t), np.column_stack(cols_v)
+    assert out["duplicates"] == dc.duplicated_rows(Xt, Xv, y, y[:30])
+    assert out["leakage_suspects"] == dc.leakage_suspects(
+        {"a": cols_t[0], "b": cols_t[1]}, y, "binary"
+    )
+    assert list(out) == ["features", "drifted", "duplicates", "classes", "leakage_suspects"]
+    assert "scored_by" not in out["leakage_suspects"][0]

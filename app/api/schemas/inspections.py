@@ -46,7 +46,17 @@ class AttributionRequest(StrictModel):
         ..., min_length=1, max_length=MAX_ATTRIBUTION_ROWS, description="Rows to explain."
     )
     method: Literal["integrated_gradients", "gradient_x_input"] = "integrated_gradients"
-    steps: int = Field(64, ge=1, le=4096, description="Integration points (midpoint rule).")
+    steps: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Integrated gradients: equal steps of the straight path (steps + 1 "
+        "gradients), integrated by a kink-aware trapezoid rule (the trapezoid rule, with the "
+        "point where a ReLU switches inside a step placed so the step matches the increment "
+        "of the output). A row whose completeness residual exceeds 0.5% of |f(x) - "
+        "f(baseline)| is integrated again with twice the steps, up to 16 times as many "
+        "(`steps_used` per row in the result). Ignored by gradient_x_input.",
+    )
     baseline: list[float] | None = Field(
         None, description="The reference input of integrated gradients (default: training means)."
     )
