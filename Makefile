@@ -42,4 +42,3 @@ bench: install-test  ## every benchmark, each side by side with its reference
 	$(BIN)/python -m bench.box_losses
 	$(BIN)/python -m bench.inspection
 	$(BIN)/python -m bench.segmentation
-	$(BIN)/python -m bench.gradcam
