@@ -20,11 +20,11 @@ from typing import Any, Final
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from numpy.typing import NDArray
 
+from app import plots
 from app.errors import InvalidInput
 
 ALPHA: Final = 0.45
@@ -90,8 +90,7 @@ def gradcam_figure(result: Mapping[str, Any], title: str | None) -> Figure:
         raise InvalidInput("the result holds no images to draw", field="result")
     cols = min(n, 4)
     rows = int(np.ceil(n / cols))
-    fig = Figure(figsize=(2.2 * cols, 2.4 * rows + 0.4), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = plots.new_figure((2.2 * cols, 2.4 * rows + 0.4))
     targets = result.get("targets") or [None] * n
     probs = result.get("probabilities")
     for i in range(n):

@@ -12,12 +12,9 @@ b'<?xml'
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from app import plots
@@ -43,29 +40,15 @@ def render(
     InvalidInput
         No drawer for ``kind``, or an unknown ``fmt``.
     """
-    if fmt not in plots.FORMATS:
-        raise InvalidInput(
-            f"is {fmt!r}: expected one of {', '.join(plots.FORMATS)}", field="format"
-        )
+    plots.check_format(fmt, field="format")
     draw = DRAWERS.get(kind)
     if draw is None:
         raise InvalidInput(f"inspections of kind {kind!r} have no plot", field="kind")
-    fig = draw(result, title)
-    buf = io.BytesIO()
-    if fmt == "svg":
-        with (
-            plots._SVG_LOCK,
-            matplotlib.rc_context({"svg.hashsalt": plots._SVG_SALT, "svg.fonttype": "none"}),
-        ):
-            fig.savefig(buf, format="svg", metadata={"Date": None})
-    else:
-        fig.savefig(buf, format="png", dpi=plots._DPI)
-    return buf.getvalue()
+    return plots.save(draw(result, title), fmt)
 
 
 def _figure(n_bars: int) -> tuple[Figure, Any]:
-    fig = Figure(figsize=(7.0, max(3.0, 0.3 * n_bars + 1.5)), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = plots.new_figure((7.0, max(3.0, 0.3 * n_bars + 1.5)))
     return fig, fig.add_subplot()
 
 
@@ -105,8 +88,7 @@ def _attributions(result: Mapping[str, Any], title: str | None) -> Figure:
 
 
 def _robustness(result: Mapping[str, Any], title: str | None) -> Figure:
-    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = plots.new_figure((7.0, 4.5))
     ax = fig.add_subplot()
     clean = result.get("clean")
     for name, fam in (result.get("families") or {}).items():

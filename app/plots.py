@@ -46,8 +46,11 @@ __all__ = [
     "MEDIA_TYPES",
     "PlotFormat",
     "PlotKind",
+    "check_format",
     "figure",
+    "new_figure",
     "render",
+    "save",
 ]
 
 PlotKind = Literal["roc", "pr", "reliability", "confusion", "calibration"]
@@ -112,11 +115,21 @@ def render(
     InvalidInput
         Unknown ``kind`` or ``fmt``, or the report lacks (or has malformed) data for the plot.
     """
+    check_format(fmt, field="fmt")
+    return save(figure(kind, report, title=title), fmt)
+
+
+def check_format(fmt: str, *, field: str) -> None:
+    """Raise :class:`InvalidInput` on ``field`` unless ``fmt`` is one of :data:`FORMATS`."""
     if fmt not in FORMATS:
         raise InvalidInput(
-            f"unknown plot format {fmt!r}: expected one of {', '.join(FORMATS)}", field="fmt"
+            f"unknown plot format {fmt!r}: expected one of {', '.join(FORMATS)}", field=field
         )
-    fig = figure(kind, report, title=title)
+
+
+def save(fig: Figure, fmt: str) -> bytes:
+    """The figure as SVG (deterministic bytes: fixed hash salt, no date) or PNG bytes; every
+    plot of the service is saved here."""
     buf = io.BytesIO()
     if fmt == "svg":
         with (
@@ -293,7 +306,7 @@ def _multilabel_confusion(counts: np.ndarray, names: list[str], title: str) -> F
     shown = min(n_labels, MAX_MULTILABEL_PANELS)
     ncols = min(shown, 5)
     nrows = math.ceil(shown / ncols)
-    fig = _new_figure((2.3 * ncols + 1.2, 2.3 * nrows + 0.9))
+    fig = new_figure((2.3 * ncols + 1.2, 2.3 * nrows + 0.9))
     norm = Normalize(vmin=0.0, vmax=_finite_max(counts[:shown]))
     im = None
     axes: list[Axes] = []
@@ -332,7 +345,7 @@ _DRAWERS: Final[dict[str, Callable[[Mapping[str, Any], str], Figure]]] = {
 # -- figure helpers -------------------------------------------------------------------------
 
 
-def _new_figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
     """A figure on an Agg canvas with constrained layout (no pyplot involved)."""
     fig = Figure(figsize=figsize, dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -340,13 +353,13 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 
 
 def _single_axes(figsize: tuple[float, float] = (6.0, 5.5)) -> tuple[Figure, Axes]:
-    fig = _new_figure(figsize)
+    fig = new_figure(figsize)
     return fig, fig.add_subplot()
 
 
 def _reliability_axes() -> tuple[Figure, Axes, Axes]:
     """The diagram on top and the bin-count histogram below, sharing the x axis."""
-    fig = _new_figure((6.0, 7.0))
+    fig = new_figure((6.0, 7.0))
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     top.plot([0, 1], [0, 1], label="Perfectly calibrated", **_DIAGONAL)
     top.set_xlim(0.0, 1.0)

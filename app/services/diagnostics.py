@@ -23,6 +23,7 @@ from app.core.diagnostics import (
     judge_sanity,
 )
 from app.db import runs as repo
+from app.db.models import Run
 from app.errors import Conflict, NotFound
 from app.services.run_data import Split, load_split
 from app.training import NonFiniteLossError, TrainingSpec
@@ -31,12 +32,26 @@ from app.training import NonFiniteLossError, TrainingSpec
 RUN_SERIES: Final = ("train_loss", "val_loss", "ece")
 #: An upper bound on the metric rows one diagnosis reads (about 30 per epoch).
 MAX_ROWS: Final = 5_000_000
+#: Per-layer quantities the diagnostics plot draws, besides the losses.
+PLOTTED_LAYER_QUANTITIES: Final = ("grad_norm", "update_ratio", "dead_frac")
 
 MetricTriple = tuple[str, int, float | None]
 
 
 def _wanted(name: str) -> bool:
     return name in RUN_SERIES or name.split("/", 1)[0] in LAYER_QUANTITIES
+
+
+def _load(session: Session, run_id: str) -> tuple[Run, RunSeries]:
+    """The run and its recorded series (404 unknown, 409 queued)."""
+    run = repo.get_run(session, run_id)
+    if run is None:
+        raise NotFound(f"no run with id {run_id!r}", field="run_id")
+    if run.status == "queued":
+        raise Conflict("the run is queued: no epoch has been recorded yet", field="run_id")
+    names = [n for n in repo.metric_names(session, run_id) if _wanted(n)]
+    rows = repo.list_metrics(session, run_id, names=names, limit=MAX_ROWS) if names else []
+    return run, RunSeries.from_rows((m.name, m.step, m.value) for m in rows)
 
 
 def run_diagnostics(session: Session, run_id: str, rules: DiagnosticRules) -> dict[str, Any]:
@@ -50,14 +65,7 @@ def run_diagnostics(session: Session, run_id: str, rules: DiagnosticRules) -> di
     Conflict
         The run is still queued: nothing has been recorded yet.
     """
-    run = repo.get_run(session, run_id)
-    if run is None:
-        raise NotFound(f"no run with id {run_id!r}", field="run_id")
-    if run.status == "queued":
-        raise Conflict("the run is queued: no epoch has been recorded yet", field="run_id")
-    names = [n for n in repo.metric_names(session, run_id) if _wanted(n)]
-    rows = repo.list_metrics(session, run_id, names=names, limit=MAX_ROWS) if names else []
-    series = RunSeries.from_rows((m.name, m.step, m.value) for m in rows)
+    run, series = _load(session, run_id)
     summary = run.summary or {}
     failure = summary.get("failure")
     verdicts = diagnose(series, rules, failure=failure)
@@ -72,6 +80,29 @@ def run_diagnostics(session: Session, run_id: str, rules: DiagnosticRules) -> di
         "failure": failure,
         "sanity_check": summary.get("sanity_check"),
         "series": series.summary(),
+    }
+
+
+def plot_source(session: Session, run_id: str, rules: DiagnosticRules) -> dict[str, Any]:
+    """The plain data :mod:`app.diagnostics_plots` draws: the epochs, the plotted series (one
+    value or None per epoch) and the verdicts under ``rules``.
+
+    Raises
+    ------
+    NotFound, Conflict
+        As :func:`run_diagnostics`.
+    """
+    run, series = _load(session, run_id)
+    failure = (run.summary or {}).get("failure")
+    per_layer = [f"{q}/{layer}" for q in PLOTTED_LAYER_QUANTITIES for layer in series.layers(q)]
+    plotted = [n for n in ("train_loss", "val_loss") if n in series.values] + per_layer
+    return {
+        "run_id": run.id,
+        "epochs": series.epochs.tolist(),
+        "series": {
+            n: [float(x) if np.isfinite(x) else None for x in series.get(n)] for n in plotted
+        },
+        "verdicts": [v.to_dict() for v in diagnose(series, rules, failure=failure)],
     }
 
 

@@ -1,19 +1,29 @@
-"""/v1/runs/{id}/diagnostics: verdicts on a run's training dynamics, with their evidence."""
+"""/v1/runs/{id}/diagnostics: verdicts on a run's training dynamics, with their evidence, and
+their plot."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from app import diagnostics_plots, plots
 from app.api.deps import SessionDep
 from app.api.responses import PROBLEM_RESPONSES, json_response
-from app.api.schemas.diagnostics import DiagnosticsQuery, DiagnosticsRead
+from app.api.schemas.diagnostics import DiagnosticsPlotQuery, DiagnosticsQuery, DiagnosticsRead
 from app.core.diagnostics import DiagnosticRules
 from app.services import diagnostics as service
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+_QUEUED = {409: {"description": "The run is still queued"}}
+
+
+def _rules(query: DiagnosticsQuery) -> DiagnosticRules:
+    fields = set(DiagnosticsQuery.model_fields)
+    return DiagnosticRules(**query.model_dump(include=fields, exclude_none=True))
 
 
 @router.get(
@@ -21,10 +31,30 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"])
     summary="Training diagnostics: vanishing/exploding gradients, frozen layers, dead units, "
     "overfitting, calibration drift, sanity mode",
     response_model=DiagnosticsRead,
-    responses={409: {"description": "The run is still queued"}, **PROBLEM_RESPONSES},
+    responses={**_QUEUED, **PROBLEM_RESPONSES},
 )
 def get_diagnostics(
     run_id: str, session: SessionDep, query: Annotated[DiagnosticsQuery, Query()]
 ) -> Response:
-    rules = DiagnosticRules(**query.model_dump(exclude_none=True))
-    return json_response(service.run_diagnostics(session, run_id, rules))
+    return json_response(service.run_diagnostics(session, run_id, _rules(query)))
+
+
+@router.get(
+    "/{run_id}/diagnostics/plot",
+    summary="The diagnostics plot: losses, per-layer gradient norm, update ratio and dead units "
+    "by epoch, with the fired verdicts (SVG, or PNG with ?format=png)",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/svg+xml": {}, "image/png": {}}},
+        **_QUEUED,
+        **PROBLEM_RESPONSES,
+    },
+)
+def get_diagnostics_plot(
+    run_id: str, session: SessionDep, query: Annotated[DiagnosticsPlotQuery, Query()]
+) -> Response:
+    data = service.plot_source(session, run_id, _rules(query))
+    image = diagnostics_plots.render(data, fmt=query.format, title=query.title)
+    # Rendering is deterministic, so the bytes' hash is a strong ETag (as for the other plots).
+    etag = '"' + hashlib.sha256(image).hexdigest()[:32] + '"'
+    return Response(image, media_type=plots.MEDIA_TYPES[query.format], headers={"ETag": etag})

@@ -6,7 +6,7 @@ The query parameters override the fields of :class:`app.core.diagnostics.Diagnos
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -45,6 +45,13 @@ class DiagnosticsQuery(StrictModel):
     ece_rise: float | None = Field(
         None, description="Calibration drift: rise of validation ECE over its minimum (0.02)."
     )
+
+
+class DiagnosticsPlotQuery(DiagnosticsQuery):
+    """The rules of the diagnostics, plus the image's format and title."""
+
+    format: Literal["svg", "png"] = "svg"
+    title: str | None = Field(None, max_length=200)
 
 
 class VerdictRead(BaseModel):
