@@ -49,6 +49,7 @@ __all__ = [
     "check_format",
     "figure",
     "new_figure",
+    "optional_float",
     "render",
     "save",
 ]
@@ -177,7 +178,7 @@ def _roc(report: Mapping[str, Any], title: str) -> Figure:
     for label, curve in curves.items():
         where = f"curves.roc.{label}"
         fpr, tpr = _paired(curve, "fpr", "tpr", where)
-        auc = _optional_float(curve.get("auc"), f"{where}.auc")
+        auc = optional_float(curve.get("auc"), f"{where}.auc")
         ax.plot(fpr, tpr, clip_on=False, label=f"{_text(label)} (AUC = {_fmt4(auc)})")
     ax.plot([0, 1], [0, 1], label="Chance", **_DIAGONAL)
     _unit_square(ax, "False positive rate", "True positive rate", title)
@@ -191,7 +192,7 @@ def _pr(report: Mapping[str, Any], title: str) -> Figure:
     for label, curve in curves.items():
         where = f"curves.pr.{label}"
         recall, precision = _paired(curve, "recall", "precision", where)
-        ap = _optional_float(curve.get("average_precision"), f"{where}.average_precision")
+        ap = optional_float(curve.get("average_precision"), f"{where}.average_precision")
         ax.plot(
             recall,
             precision,
@@ -552,7 +553,8 @@ def _labels(labels: Any, k: int, where: str) -> list[str]:
     return [_text(lab) for lab in labels]
 
 
-def _optional_float(value: Any, where: str) -> float | None:
+def optional_float(value: Any, where: str) -> float | None:
+    """A stored number as a float (None for null or non-finite); 422 on ``where`` otherwise."""
     if value is None:
         return None
     try:

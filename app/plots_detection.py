@@ -29,12 +29,12 @@ from app.plots import (
     _fmt4,
     _labels,
     _legend,
-    _optional_float,
     _paired,
     _single_axes,
     _text,
     _unit_square,
     confusion_heatmap,
+    optional_float,
 )
 
 #: Default titles of the detection plots.
@@ -69,7 +69,7 @@ def _pr(report: Mapping[str, Any], title: str) -> Figure:
     for label, curve in curves.items():
         where = f"curves.pr.{label}"
         recall, precision = _paired(curve, "recall", "precision", where)
-        ap = _optional_float(curve.get("average_precision"), f"{where}.average_precision")
+        ap = optional_float(curve.get("average_precision"), f"{where}.average_precision")
         ranked.append((-(ap if ap is not None else -1.0), str(label), recall, precision, ap))
     ranked.sort(key=lambda r: (r[0], r[1]))
     many = len(ranked) > MAX_LEGEND_ENTRIES
@@ -87,7 +87,7 @@ def _pr(report: Mapping[str, Any], title: str) -> Figure:
         # COCO's AP50 is the mean of the per-class curves at each recall point.
         mean = np.mean(np.stack([r[3] for r in ranked]), axis=0)
         m = report.get("metrics", {})
-        map50 = _optional_float(m.get("map_50") if isinstance(m, Mapping) else None, "metrics")
+        map50 = optional_float(m.get("map_50") if isinstance(m, Mapping) else None, "metrics")
         ax.plot(
             ranked[0][2],
             mean,
@@ -136,8 +136,8 @@ def _confusion(report: Mapping[str, Any], title: str) -> Figure:
 
 def _caption(cm: Mapping[str, Any]) -> str:
     """The matching rule as a second title line, when the report states it."""
-    iou = _optional_float(cm.get("iou"), "confusion_matrix.iou")
-    score = _optional_float(cm.get("score_threshold"), "confusion_matrix.score_threshold")
+    iou = optional_float(cm.get("iou"), "confusion_matrix.iou")
+    score = optional_float(cm.get("score_threshold"), "confusion_matrix.score_threshold")
     return "" if iou is None or score is None else f"\n(IoU ≥ {iou:g}, score ≥ {score:g})"
 
 

@@ -534,6 +534,44 @@ def is_parent(run: Run) -> bool:
     return (run.data.get("validation") or {}).get("kind") in PARENT_KINDS
 
 
+def plot_source(session: Session, run_id: str) -> dict[str, Any]:
+    """The ``summary.domain_validation`` of a succeeded parent, with ``run_id`` and ``task``:
+    what :mod:`app.domain_plots` draws.
+
+    Raises
+    ------
+    NotFound
+        No run ``run_id`` (404).
+    InvalidInput
+        The run is not a domain-validation parent (a child run or a plain run; 422).
+    Conflict
+        The parent has no per-domain aggregates: its child runs are still training, or one
+        of them failed or was cancelled (409).
+    """
+    from app.services import runs as runs_service  # runs imports this module
+
+    run = runs_service.get_run(session, run_id)
+    if not is_parent(run):
+        what = (
+            f"a child run of domain-validation run {run.parent_id!r}"
+            if run.parent_id
+            else "not a domain-validation run"
+        )
+        raise InvalidInput(
+            f"run {run_id!r} is {what}: the plot is of a run created with "
+            "validation.leave_one_domain_out or validation.time_split",
+            field="run_id",
+        )
+    dv = dict((run.summary or {}).get("domain_validation") or {})
+    if "weighted_mean" not in dv:
+        if run.status == "running":
+            why = "its child runs have not all finished yet; retry when the run has succeeded"
+        else:
+            why = f"the run is {run.status}, so it has no per-domain summary to plot"
+        raise Conflict(why, field="run_id")
+    return {**dv, "run_id": run.id, "task": run.task}
+
+
 def cancel_parent(session: Session, run: Run) -> bool:
     """Cancel a parent and its children; True when the parent is over now (its children were
     all queued or over), False when running children stop at their next batch boundary."""

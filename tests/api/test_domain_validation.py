@@ -5,8 +5,10 @@ queued."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,6 +58,13 @@ def csv_bytes(cols: dict[str, list[Any]]) -> bytes:
     sink = io.BytesIO()
     pacsv.write_csv(pa.table(cols), sink)
     return sink.getvalue()
+
+
+def svg_text(svg: bytes) -> str:
+    """Every piece of text the SVG writes (it parses as XML, or this fails)."""
+    root = ET.fromstring(svg)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    return " ".join(t.strip() for t in root.itertext() if t.strip())
 
 
 def upload(client: TestClient, cols: dict[str, list[Any]]) -> str:
@@ -241,11 +250,19 @@ def stored_metrics(client: TestClient, child: dict[str, Any]) -> dict[str, float
     return {k: m.get(names.get(k, k)) for k in TASK_METRICS["binary"]}
 
 
-def test_leave_one_domain_out_reports_what_a_random_split_hides(live_client: TestClient) -> None:
+@pytest.fixture(scope="module")
+def lodo_parent(live_client: TestClient) -> dict[str, Any]:
+    """A leave-one-domain-out run over the four sites, trained once per backend."""
     dataset_id = upload(live_client, shifted_sites())
     res = live_client.post("/v1/runs", json=body(dataset_id, {"leave_one_domain_out": "site"}))
     assert res.status_code == 202, res.text
-    parent = wait_done(live_client, res.json()["id"])
+    return wait_done(live_client, res.json()["id"])
+
+
+def test_leave_one_domain_out_reports_what_a_random_split_hides(
+    live_client: TestClient, lodo_parent: dict[str, Any]
+) -> None:
+    parent = lodo_parent
     assert parent["status"] == "succeeded", parent["error"]
     children = live_client.get("/v1/runs", params={"parent_id": parent["id"]}).json()["items"]
     assert len(children) == len(SITES) + 1
@@ -300,6 +317,69 @@ def test_leave_one_domain_out_reports_what_a_random_split_hides(live_client: Tes
     assert dv["random_split_overestimates"]["accuracy"] is True
     assert dv["random_split_overestimates"]["log_loss"] is True
     assert all(GREATER_IS_BETTER[k] == (gap[k] > 0) for k in ("accuracy", "log_loss"))
+
+
+def test_the_domain_validation_plot_draws_the_trained_run_as_svg_or_png_with_a_content_etag(
+    live_client: TestClient, lodo_parent: dict[str, Any]
+) -> None:
+    assert lodo_parent["status"] == "succeeded", lodo_parent["error"]
+    dv = lodo_parent["summary"]["domain_validation"]
+    url = f"/v1/runs/{lodo_parent['id']}/domain-validation/plot"
+    svg = live_client.get(url)
+    assert svg.status_code == 200, svg.text
+    assert svg.headers["content-type"] == "image/svg+xml"
+    text = svg_text(svg.content)
+    for d in dv["domains"]:
+        assert d["domain"] in text and f"n = {d['n_val']}" in text
+    mean, random = dv["weighted_mean"]["roc_auc"], dv["random_split"]["metrics"]["roc_auc"]
+    assert f"support-weighted mean ({mean:.3f})" in text
+    assert f"random split ({random:.3f})" in text
+    assert f"random − domain = {dv['random_split_minus_domain']['roc_auc']:+.3f}" in text
+    assert f"worst domain by roc_auc: {dv['worst_domain']['domain']}" in text
+    assert "calibration error (ECE) per domain" in text
+    assert svg.headers["etag"] == '"' + hashlib.sha256(svg.content).hexdigest()[:32] + '"'
+    again = live_client.get(url)
+    assert again.content == svg.content and again.headers["etag"] == svg.headers["etag"]
+
+    png = live_client.get(url, params={"format": "png", "title": "Sites"})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert png.headers["etag"] == '"' + hashlib.sha256(png.content).hexdigest()[:32] + '"'
+
+    loss = live_client.get(url, params={"metric": "log_loss", "title": "Sites"})
+    assert loss.status_code == 200 and loss.headers["etag"] != svg.headers["etag"]
+    text = svg_text(loss.content)
+    assert (
+        "Sites" in text and f"worst domain by log_loss: {dv['worst']['log_loss']['domain']}" in text
+    )
+
+    for params, field in [({"metric": "rmse"}, "metric"), ({"format": "gif"}, "format")]:
+        res = live_client.get(url, params=params)
+        assert res.status_code == 422 and res.json()["field"] == field, res.text
+    res = live_client.get("/v1/runs/nope/domain-validation/plot")
+    assert res.status_code == 404 and res.json()["field"] == "run_id"
+    assert res.headers["content-type"] == "application/problem+json"
+    child = dv["domains"][0]["run_id"]  # a child run is trained, but is no domain validation
+    res = live_client.get(f"/v1/runs/{child}/domain-validation/plot")
+    assert res.status_code == 422 and res.json()["field"] == "run_id", res.text
+    assert lodo_parent["id"] in res.json()["detail"]
+
+
+def test_the_plot_of_a_domain_validation_still_training_or_cancelled_is_409(
+    store_client: TestClient, dataset: str
+) -> None:
+    # no worker here: the children stay queued, the parent running without per-domain metrics
+    run_id = store_client.post(
+        "/v1/runs", json=body(dataset, {"leave_one_domain_out": "site"})
+    ).json()["id"]
+    url = f"/v1/runs/{run_id}/domain-validation/plot"
+    res = store_client.get(url)
+    assert res.status_code == 409, res.text
+    assert res.json()["field"] == "run_id" and "not all finished" in res.json()["detail"]
+    assert res.headers["content-type"] == "application/problem+json"
+    assert store_client.post(f"/v1/runs/{run_id}/cancel").status_code == 200
+    res = store_client.get(url)
+    assert res.status_code == 409 and "cancelled" in res.json()["detail"], res.text
 
 
 def test_a_time_split_trains_on_the_past_and_validates_on_the_future(

@@ -4,9 +4,10 @@ them, log metrics of external runs, predict with the trained weights."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -14,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from app import domain_plots, plots
 from app.api.body import json_body_doc, read_json, read_json_bytes
 from app.api.deps import SessionDep, SettingsDep
 from app.api.responses import PROBLEM_RESPONSES, json_response
@@ -202,6 +204,35 @@ async def predict(
     body = await read_json(request, PredictRequest, settings.max_body_bytes)
     result = await run_in_threadpool(service.predict, session, run_id, body.X, settings.max_rows)
     return json_response(result)
+
+
+@router.get(
+    "/{run_id}/domain-validation/plot",
+    summary="The domain-validation plot: the metric per held-out domain with its support, the "
+    "support-weighted mean, the random split and its gap, the worst domain, and ECE per domain "
+    "(SVG, or PNG with ?format=png)",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/svg+xml": {}, "image/png": {}}},
+        409: {"description": "The run's child runs have not all succeeded"},
+        **PROBLEM_RESPONSES,
+    },
+)
+def get_domain_validation_plot(
+    run_id: str,
+    session: SessionDep,
+    format: Literal["svg", "png"] = "svg",
+    metric: Annotated[
+        str | None,
+        Query(max_length=64, description="Default: the primary metric (the worst domain's)."),
+    ] = None,
+    title: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    summary = domain_validation.plot_source(session, run_id)
+    image = domain_plots.render(summary, fmt=format, metric=metric, title=title)
+    # Rendering is deterministic, so the bytes' hash is a strong ETag (as for the other plots).
+    etag = '"' + hashlib.sha256(image).hexdigest()[:32] + '"'
+    return Response(image, media_type=plots.MEDIA_TYPES[format], headers={"ETag": etag})
 
 
 # -- Server-Sent Events ----------------------------------------------------------------------------
