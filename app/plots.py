@@ -129,8 +129,9 @@ def check_format(fmt: str, *, field: str) -> None:
 
 
 def save(fig: Figure, fmt: str) -> bytes:
-    """The figure as SVG (deterministic bytes: fixed hash salt, no date) or PNG bytes; every
-    plot of the service is saved here."""
+    """The figure as SVG (deterministic bytes: fixed hash salt, no date, a frozen layout) or
+    PNG bytes; every plot of the service is saved here."""
+    _freeze_layout(fig)
     buf = io.BytesIO()
     if fmt == "svg":
         with (
@@ -141,6 +142,22 @@ def save(fig: Figure, fmt: str) -> bytes:
     else:
         fig.savefig(buf, format="png", dpi=_DPI)
     return buf.getvalue()
+
+
+def _freeze_layout(fig: Figure) -> None:
+    """Solve the figure's layout once, round the axes positions and keep them.
+
+    The constrained-layout solver can place an axes differently in the last bit from one
+    figure to the next in the same process; the SVG names each clip path by a hash of its
+    exact rectangle, so such a bit changed the bytes (and the ETag) of the same plot. Rounded
+    to 1e-9 of the figure and fixed, the positions, and so the bytes, are the same every time.
+    """
+    if fig.get_layout_engine() is None:
+        return
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        ax.set_position([round(float(v), 9) for v in ax.get_position().bounds])
+    fig.set_layout_engine("none")
 
 
 def figure(kind: PlotKind, report: Mapping[str, Any], *, title: str | None = None) -> Figure:

@@ -61,7 +61,12 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 def plot_response(
     kind: plots.PlotKind, report: Any, fmt: plots.PlotFormat, title: str | None
 ) -> Response:
-    """A rendered plot. Rendering is deterministic, so the bytes' hash is a strong ETag."""
-    image = plots.render(kind, report, fmt=fmt, title=title)
+    """A rendered evaluation or calibration plot (see :func:`image_response`)."""
+    return image_response(plots.render(kind, report, fmt=fmt, title=title), fmt)
+
+
+def image_response(image: bytes, fmt: str) -> Response:
+    """Plot bytes as SVG or PNG. Rendering is deterministic, so the bytes' hash is a strong
+    ETag."""
     etag = '"' + hashlib.sha256(image).hexdigest()[:32] + '"'
     return Response(image, media_type=plots.MEDIA_TYPES[fmt], headers={"ETag": etag})

@@ -4,6 +4,8 @@ checks synchronously, and the errors of bad requests."""
 
 from __future__ import annotations
 
+import hashlib
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,6 +219,46 @@ def test_data_checks_of_a_run_compare_its_two_splits(live: tuple[TestClient, str
         assert stored_data_checks(session, run_id) == checks
 
 
+SVG_TEXT = "{http://www.w3.org/2000/svg}text"
+
+
+def svg_lines(svg: bytes) -> list[str]:
+    """Every text of an SVG (which must parse as XML), one per line."""
+    return ["".join(t.itertext()) for t in ET.fromstring(svg).iter(SVG_TEXT)]
+
+
+def assert_plot(res: Any, media: str) -> None:
+    """A 200 image of ``media`` whose strong ETag is the hash of its bytes."""
+    assert res.status_code == 200, res.text
+    assert res.headers["content-type"] == media
+    assert res.headers["etag"] == '"' + hashlib.sha256(res.content).hexdigest()[:32] + '"'
+
+
+def test_the_plot_of_a_runs_data_checks_names_every_feature(live: tuple[TestClient, str]) -> None:
+    client, run_id = live
+    path = f"/v1/runs/{run_id}/data-checks/plot"
+    svg = client.get(path)
+    assert_plot(svg, "image/svg+xml")
+    lines = svg_lines(svg.content)
+    assert {f"x{j}" for j in range(10)} <= set(lines)  # one bar (and tick label) per feature
+    assert f"Data checks of run {run_id}" in lines
+    assert "450 training vs 150 validation rows" in lines
+    assert "Leakage suspects: none" in lines
+    assert any(line.startswith("Duplicates: 0 validation rows") for line in lines)
+    assert client.get(path).headers["etag"] == svg.headers["etag"]  # deterministic
+    png = client.get(path, params={"format": "png"})
+    assert_plot(png, "image/png")
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    titled = client.get(path, params={"title": "Split audit"})
+    assert "Split audit" in svg_lines(titled.content)
+    assert titled.headers["etag"] != svg.headers["etag"]
+    bad = client.get(path, params={"format": "gif"})
+    assert bad.status_code == 422 and bad.json()["field"] == "format"
+    missing = client.get("/v1/runs/nope/data-checks/plot")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
 @pytest.mark.parametrize(
     ("kind", "body", "field"),
     [
@@ -323,9 +365,9 @@ def _upload(client: TestClient, rows: list[str], name: str) -> str:
     return str(res.json()["id"])
 
 
-def test_data_checks_of_two_datasets_find_drift_duplicates_and_a_leaky_column(
-    store_client: TestClient,
-) -> None:
+def _two_datasets(client: TestClient) -> tuple[str, str]:
+    """A training and a validation upload: ``a`` shifted, ``color`` reweighted, ``b`` giving
+    the label away, and 5 validation rows copied from training."""
     rng = np.random.default_rng(0)
     colors = np.array(["red", "green", "blue"])
 
@@ -340,7 +382,13 @@ def test_data_checks_of_two_datasets_find_drift_duplicates_and_a_leaky_column(
 
     train = rows(300, 0.0, [0.6, 0.3, 0.1])
     val = rows(200, 0.8, [0.2, 0.3, 0.5]) + train[:5]  # 5 rows copied from training
-    a, b = _upload(store_client, train, "train"), _upload(store_client, val, "val")
+    return _upload(client, train, "train"), _upload(client, val, "val")
+
+
+def test_data_checks_of_two_datasets_find_drift_duplicates_and_a_leaky_column(
+    store_client: TestClient,
+) -> None:
+    a, b = _two_datasets(store_client)
     res = store_client.post(
         "/v1/data-checks", json={"train_dataset_id": a, "validation_dataset_id": b}
     )
@@ -364,3 +412,50 @@ def test_data_checks_of_two_datasets_find_drift_duplicates_and_a_leaky_column(
         "/v1/data-checks", json={"train_dataset_id": "nope", "validation_dataset_id": b}
     )
     assert missing.status_code == 422 and missing.json()["field"] == "train_dataset_id"
+
+
+def test_the_plot_of_two_datasets_takes_the_body_of_their_data_checks(
+    store_client: TestClient,
+) -> None:
+    a, b = _two_datasets(store_client)
+    body = {"train_dataset_id": a, "validation_dataset_id": b}
+    checks = store_client.post("/v1/data-checks", json=body).json()
+    svg = store_client.post("/v1/data-checks/plot", json=body)
+    assert_plot(svg, "image/svg+xml")
+    lines = svg_lines(svg.content)
+    assert {"a", "b", "color"} <= set(lines)
+    text = "\n".join(lines)
+    assert f"Drifted: {len(checks['drifted'])} of 3 features" in text
+    assert "Duplicates: 5 validation rows (2.4%) equal a training row" in text
+    assert "Leakage suspects (alone ROC-AUC ≥ 0.99): b (class 1" in text
+    assert f"dataset {a} (training) vs {b} (validation)" in text
+    assert store_client.post("/v1/data-checks/plot", json=body).content == svg.content
+    # The body's options apply as in the JSON checks: one feature, one bar.
+    only_a = store_client.post("/v1/data-checks/plot", json={**body, "features": ["a"]})
+    assert_plot(only_a, "image/svg+xml")
+    assert "Drifted: 1 of 1 features (p < 0.01 or PSI ≥ 0.25)" in svg_lines(only_a.content)
+    png = store_client.post("/v1/data-checks/plot", json=body, params={"format": "png"})
+    assert_plot(png, "image/png")
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+    for params, payload, field in (
+        ({}, {**body, "features": ["zz"]}, "features"),
+        ({}, {**body, "train_dataset_id": "nope"}, "train_dataset_id"),
+        ({"format": "gif"}, body, "format"),
+        ({"title": "t" * 201}, body, "title"),
+    ):
+        bad = store_client.post("/v1/data-checks/plot", json=payload, params=params)
+        assert bad.status_code == 422, (field, bad.text)
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert bad.json()["field"] == field
+
+
+def test_data_checks_and_their_plot_of_an_external_run_are_422_problems(
+    store_client: TestClient,
+) -> None:
+    run_id = store_client.post("/v1/runs", json={"task": "binary", "external": True}).json()["id"]
+    for path in (f"/v1/runs/{run_id}/data-checks", f"/v1/runs/{run_id}/data-checks/plot"):
+        res = store_client.get(path)
+        assert res.status_code == 422, res.text
+        assert res.headers["content-type"] == "application/problem+json"
+        assert res.json()["field"] == "run_id" and "external" in res.json()["detail"]

@@ -409,3 +409,25 @@ def test_multilabel_confusion_is_capped() -> None:
     )
     assert sum(1 for ax in fig.axes if ax.images) == plots.MAX_MULTILABEL_PANELS
     assert title_of(fig) == f"Confusion matrix (first {plots.MAX_MULTILABEL_PANELS} of {n} labels)"
+
+
+def test_a_diagnostics_plot_has_the_same_svg_bytes_every_time() -> None:
+    """Without the frozen layout of plots.save, 20 renders of this figure gave 2 byte strings
+    (the constrained layout's last bit moved a clip rectangle, and its hashed SVG id)."""
+    from app import diagnostics_plots
+
+    epochs = list(range(30))
+    data = {
+        "run_id": "r",
+        "epochs": epochs,
+        "series": {
+            "train_loss": [1 / (i + 1) for i in epochs],
+            "val_loss": [0.5 + 0.01 * i for i in epochs],
+            "grad_norm/hidden0": [0.1 * (i + 1) for i in epochs],
+            "grad_norm/output": [0.05] * 30,
+            "update_ratio/hidden0": [1e-3] * 30,
+            "dead_frac/hidden0": [0.1] * 30,
+        },
+        "verdicts": [],
+    }
+    assert len({diagnostics_plots.render(data) for _ in range(20)}) == 1

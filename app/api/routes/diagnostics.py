@@ -3,15 +3,14 @@ their plot."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from app import diagnostics_plots, plots
+from app import diagnostics_plots
 from app.api.deps import SessionDep
-from app.api.responses import PROBLEM_RESPONSES, json_response
+from app.api.responses import PROBLEM_RESPONSES, image_response, json_response
 from app.api.schemas.diagnostics import DiagnosticsPlotQuery, DiagnosticsQuery, DiagnosticsRead
 from app.core.diagnostics import DiagnosticRules
 from app.services import diagnostics as service
@@ -55,6 +54,4 @@ def get_diagnostics_plot(
 ) -> Response:
     data = service.plot_source(session, run_id, _rules(query))
     image = diagnostics_plots.render(data, fmt=query.format, title=query.title)
-    # Rendering is deterministic, so the bytes' hash is a strong ETag (as for the other plots).
-    etag = '"' + hashlib.sha256(image).hexdigest()[:32] + '"'
-    return Response(image, media_type=plots.MEDIA_TYPES[query.format], headers={"ETag": etag})
+    return image_response(image, query.format)

@@ -3,12 +3,11 @@
 Jobs always answer ``202`` with the queued inspection and its ``Location``
 (``/v1/inspections/{id}``); the id is handed to the workers after the request's transaction
 commits. Data checks need no model and cost a few sorts per feature, so they answer ``200``
-synchronously.
+synchronously, and so do their plots (``.../data-checks/plot``: the same checks, drawn).
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,9 +15,9 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from app import inspection_plots
+from app import data_check_plots, inspection_plots
 from app.api.deps import SessionDep
-from app.api.responses import PROBLEM_RESPONSES, json_response
+from app.api.responses import PROBLEM_RESPONSES, image_response, json_response
 from app.api.schemas.images import GradCAMRequest
 from app.api.schemas.inspections import (
     AttributionRequest,
@@ -139,11 +138,7 @@ def inspection_plot(
     title: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     kind, result = service.plot_source(session, inspection_id)
-    image = inspection_plots.render(kind, result, fmt=format, title=title)
-    # Rendering is deterministic, so the bytes' hash is a strong ETag (as for report plots).
-    etag = '"' + hashlib.sha256(image).hexdigest()[:32] + '"'
-    media = "image/svg+xml" if format == "svg" else "image/png"
-    return Response(image, media_type=media, headers={"ETag": etag})
+    return image_response(inspection_plots.render(kind, result, fmt=format, title=title), format)
 
 
 @router.get(
@@ -164,3 +159,52 @@ async def run_data_checks(run_id: str, session: SessionDep) -> Response:
 async def data_checks(body: DataChecksRequest, session: SessionDep) -> Response:
     result = await run_in_threadpool(inspection_kinds.compare_datasets, session, body)
     return json_response(result)
+
+
+PlotFormat = Annotated[Literal["svg", "png"], Query(description="svg (default) or png")]
+PlotTitle = Annotated[str | None, Query(max_length=200)]
+_PLOT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/svg+xml": {}, "image/png": {}}},
+    **PROBLEM_RESPONSES,
+}
+
+
+def _data_checks_plot(checks: dict[str, Any], fmt: str, title: str | None) -> Response:
+    return image_response(data_check_plots.render(checks, fmt=fmt, title=title), fmt)
+
+
+@router.get(
+    "/v1/runs/{run_id}/data-checks/plot",
+    summary="The plot of a run's data checks: PSI drift per feature, class frequencies, "
+    "duplicates and leakage suspects (SVG, or PNG with ?format=png)",
+    response_class=Response,
+    responses=_PLOT_RESPONSES,
+)
+async def run_data_checks_plot(
+    run_id: str, session: SessionDep, format: PlotFormat = "svg", title: PlotTitle = None
+) -> Response:
+    def draw() -> Response:
+        checks = inspection_kinds.run_data_checks(session, run_id)
+        return _data_checks_plot(checks, format, title)
+
+    return await run_in_threadpool(draw)
+
+
+@router.post(
+    "/v1/data-checks/plot",
+    summary="The plot of the data checks of two uploaded datasets (the body of POST "
+    "/v1/data-checks; SVG, or PNG with ?format=png)",
+    response_class=Response,
+    responses=_PLOT_RESPONSES,
+)
+async def data_checks_plot(
+    body: DataChecksRequest,
+    session: SessionDep,
+    format: PlotFormat = "svg",
+    title: PlotTitle = None,
+) -> Response:
+    def draw() -> Response:
+        checks = inspection_kinds.compare_datasets(session, body)
+        return _data_checks_plot(checks, format, title)
+
+    return await run_in_threadpool(draw)

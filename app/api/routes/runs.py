@@ -4,7 +4,6 @@ them, log metrics of external runs, predict with the trained weights."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -15,10 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
-from app import domain_plots, plots
+from app import domain_plots
 from app.api.body import json_body_doc, read_json, read_json_bytes
 from app.api.deps import SessionDep, SettingsDep
-from app.api.responses import PROBLEM_RESPONSES, json_response
+from app.api.responses import PROBLEM_RESPONSES, image_response, json_response
 from app.api.schemas.common import Name, Page, Tag
 from app.api.schemas.runs import (
     MetricBatch,
@@ -230,9 +229,7 @@ def get_domain_validation_plot(
 ) -> Response:
     summary = domain_validation.plot_source(session, run_id)
     image = domain_plots.render(summary, fmt=format, metric=metric, title=title)
-    # Rendering is deterministic, so the bytes' hash is a strong ETag (as for the other plots).
-    etag = '"' + hashlib.sha256(image).hexdigest()[:32] + '"'
-    return Response(image, media_type=plots.MEDIA_TYPES[format], headers={"ETag": etag})
+    return image_response(image, format)
 
 
 # -- Server-Sent Events ----------------------------------------------------------------------------
