@@ -24,6 +24,7 @@ migrate: install
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy app
 
 format: install-test
 	$(BIN)/ruff check --fix .

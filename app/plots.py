@@ -36,6 +36,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.typing import LegendLocType
 
 from app.errors import InvalidInput
 
@@ -156,7 +157,8 @@ def _freeze_layout(fig: Figure) -> None:
         return
     fig.draw_without_rendering()
     for ax in fig.axes:
-        ax.set_position([round(float(v), 9) for v in ax.get_position().bounds])
+        x0, y0, width, height = (round(float(v), 9) for v in ax.get_position().bounds)
+        ax.set_position((x0, y0, width, height))
     fig.set_layout_engine("none")
 
 
@@ -302,12 +304,8 @@ def confusion_heatmap(
     k = counts.shape[0]
     side = min(max(5.0, 0.3 * k + 2.5), 16.0)
     fig, ax = _single_axes(figsize=(side + 1.2, side))
-    im = ax.imshow(
-        np.ma.masked_invalid(counts),
-        cmap="Blues",
-        norm=Normalize(vmin=0.0, vmax=_finite_max(counts)),
-        interpolation="nearest",
-    )
+    norm = Normalize(vmin=0.0, vmax=_finite_max(counts))
+    im = ax.imshow(np.ma.masked_invalid(counts), cmap="Blues", norm=norm, interpolation="nearest")
     fig.colorbar(im, ax=ax, label="Count", aspect=max(20.0, 2.5 * side))
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -315,7 +313,7 @@ def confusion_heatmap(
     cell_pt = 0.8 * side * 72.0 / k  # a cell's approximate width in points
     _class_ticks(ax, names, fontsize=max(5.0, min(10.0, cell_pt / 2.5)))
     if k <= MAX_ANNOTATED_CLASSES:
-        _annotate(ax, counts, share, im.norm, fontsize=max(4.0, min(10.0, cell_pt / 3.5)))
+        _annotate(ax, counts, share, norm, fontsize=max(4.0, min(10.0, cell_pt / 3.5)))
     return fig, ax
 
 
@@ -401,7 +399,7 @@ def _unit_square(ax: Axes, xlabel: str, ylabel: str, title: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _legend(ax: Axes, n_entries: int, *, loc: str) -> None:
+def _legend(ax: Axes, n_entries: int, *, loc: LegendLocType) -> None:
     """A legend, unless there are too many curves to name (then a note says how many)."""
     if n_entries <= MAX_LEGEND_ENTRIES:
         ax.legend(loc=loc, fontsize="small")

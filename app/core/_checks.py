@@ -121,7 +121,7 @@ def check_sample_weight(
 
 
 def encode_labels(
-    y_true: Sequence[Any] | NDArray[Any],
+    y_true: ArrayLike,
     labels: Sequence[Any] | None = None,
     field: str = "y_true",
 ) -> tuple[NDArray[Any], NDArray[np.intp]]:

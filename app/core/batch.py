@@ -102,6 +102,8 @@ def make_batch(
     if task == "regression":
         return _regression(y_true, y_score, sample_weight, score_field)
     score = make_scores(task, y_score, score_type, score_field)
+    y: NDArray[Any]
+    classes: NDArray[Any]
     if task == "binary":
         y, classes = _binary_labels(y_true, labels, pos_label)
     elif task == "multiclass":
@@ -207,7 +209,7 @@ def _binary_labels(
     positive = classes[idx] == pos_label
     others = [c for c in present if c != pos_label]
     # With one class present the negative label is unknown; 0 is sklearn's implicit one.
-    neg: Any = others[0] if others else (None if isinstance(pos_label, str) else 0)
+    neg = others[0] if others else (None if isinstance(pos_label, str) else 0)
     return positive, np.asarray([neg, pos_label], dtype=object)
 
 

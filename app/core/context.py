@@ -18,6 +18,7 @@ from app.core import classification as clf
 from app.core import probabilistic as prob
 from app.core import ranking
 from app.core.batch import Batch
+from app.core.ranking import BinaryRanking
 
 Binning = Literal["uniform", "quantile"]
 
@@ -56,12 +57,12 @@ class EvalContext:
 
     # -- rankings: one sort per binary (or one-vs-rest) column -------------------------------
     @cached_property
-    def ranking(self) -> ranking.BinaryRanking:
+    def ranking(self) -> BinaryRanking:
         """The binary column sorted once."""
         return ranking.rank_binary(self.batch.y, self.batch.score, self.weight)
 
     @cached_property
-    def column_rankings(self) -> list[ranking.BinaryRanking]:
+    def column_rankings(self) -> list[BinaryRanking]:
         """One ranking per class (multiclass, on probabilities) or label (multilabel)."""
         b = self.batch
         if b.task == "multiclass":

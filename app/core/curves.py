@@ -77,12 +77,12 @@ class BinaryRanking:
     @property
     def n_pos(self) -> int | float:
         """Number (or total weight) of positive rows."""
-        return self.tps[-1].item()  # type: ignore[no-any-return]
+        return self.tps[-1].item()
 
     @property
     def n_neg(self) -> int | float:
         """Number (or total weight) of negative rows."""
-        return self.fps[-1].item()  # type: ignore[no-any-return]
+        return self.fps[-1].item()
 
     @property
     def weighted(self) -> bool:

@@ -293,9 +293,12 @@ def _auc(y: NDArray[np.bool_], x: NDArray[np.float64]) -> float | None:
 def _present_codes(values: NDArray[Any]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Indices of the non-missing values and their category codes (``0 .. k-1``)."""
     labels = _category_labels(values)
-    idx = np.flatnonzero([v is not None for v in labels]).astype(np.intp)
+    present = [(i, label) for i, label in enumerate(labels) if label is not None]
+    idx = np.fromiter((i for i, _ in present), np.intp, len(present))
     index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(labels[i], len(index)) for i in idx), np.intp, len(idx))
+    codes = np.fromiter(
+        (index.setdefault(label, len(index)) for _, label in present), np.intp, len(present)
+    )
     return idx, codes
 
 

@@ -172,8 +172,9 @@ def random_split_gap(
         if r is None or d is None:
             gap[name], over[name] = None, None
             continue
-        gap[name] = float(r) - float(d)
-        over[name] = gap[name] > 0 if GREATER_IS_BETTER.get(name, True) else gap[name] < 0
+        g = float(r) - float(d)
+        gap[name] = g
+        over[name] = g > 0 if GREATER_IS_BETTER.get(name, True) else g < 0
     return gap, over
 
 

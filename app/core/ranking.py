@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -162,7 +162,7 @@ class RocAucOfScores:
             n = self.y.shape[0]
             bufs = (np.empty(n, np.float32), np.empty(n, np.int64), np.empty(n, np.int64))
             self._local.bufs = bufs
-        return bufs  # type: ignore[no-any-return]
+        return bufs
 
     def __call__(self, scores: ArrayLike) -> float:
         """The ROC AUC of ``scores`` (shape ``(n,)``).
@@ -289,6 +289,20 @@ def _raise_absent(class_weight: NDArray[Any], names: Sequence[Any] | None, metri
         )
 
 
+@overload
+def roc_auc_ovr_from_rankings(
+    rankings: Sequence[BinaryRanking],
+    *,
+    average: Literal["macro", "weighted"] = ...,
+    names: Sequence[Any] | None = ...,
+) -> float: ...
+@overload
+def roc_auc_ovr_from_rankings(
+    rankings: Sequence[BinaryRanking],
+    *,
+    average: None,
+    names: Sequence[Any] | None = ...,
+) -> Float: ...
 def roc_auc_ovr_from_rankings(
     rankings: Sequence[BinaryRanking],
     *,
@@ -546,6 +560,24 @@ def _samples_average(
     return float(np.average(values, weights=w))
 
 
+@overload
+def roc_auc_multilabel(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    sample_weight: ArrayLike | None = ...,
+    average: Literal["macro", "micro", "weighted", "samples"] = ...,
+    names: Sequence[Any] | None = ...,
+) -> float: ...
+@overload
+def roc_auc_multilabel(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    sample_weight: ArrayLike | None = ...,
+    average: None,
+    names: Sequence[Any] | None = ...,
+) -> Float: ...
 def roc_auc_multilabel(
     y_true: ArrayLike,
     y_score: ArrayLike,
@@ -587,6 +619,24 @@ def roc_auc_multilabel(
     return _multilabel("roc", y_true, y_score, sample_weight, average, names)
 
 
+@overload
+def average_precision_multilabel(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    sample_weight: ArrayLike | None = ...,
+    average: Literal["macro", "micro", "weighted", "samples"] = ...,
+    names: Sequence[Any] | None = ...,
+) -> float: ...
+@overload
+def average_precision_multilabel(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    *,
+    sample_weight: ArrayLike | None = ...,
+    average: None,
+    names: Sequence[Any] | None = ...,
+) -> Float: ...
 def average_precision_multilabel(
     y_true: ArrayLike,
     y_score: ArrayLike,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -160,20 +160,28 @@ _register(
 
 
 # -- ranking metrics, from the one sort per column ----------------------------------------------
-def _roc_auc_ovr(ctx: EvalContext, *, average: str) -> float:
+_MulticlassAverage = Literal["macro", "weighted"]
+_MultilabelAverage = Literal["macro", "micro", "weighted", "samples"]
+_MULTICLASS_AVERAGES: tuple[_MulticlassAverage, ...] = ("macro", "weighted")
+_MULTILABEL_AVERAGES: tuple[_MultilabelAverage, ...] = ("macro", "micro", "weighted", "samples")
+
+
+def _roc_auc_ovr(ctx: EvalContext, *, average: _MulticlassAverage) -> float:
     return ranking.roc_auc_ovr_from_rankings(
         ctx.column_rankings, average=average, names=ctx.batch.class_labels
     )
 
 
-def _roc_auc_ovo(ctx: EvalContext, *, average: str) -> float:
+def _roc_auc_ovo(ctx: EvalContext, *, average: _MulticlassAverage) -> float:
     b = ctx.batch
     return ranking.roc_auc_ovo(
         b.y, b.proba, sample_weight=ctx.weight, average=average, names=b.class_labels
     )
 
 
-def _multilabel_ranking(ctx: EvalContext, *, fn: Callable[..., float], average: str) -> float:
+def _multilabel_ranking(
+    ctx: EvalContext, *, fn: Callable[..., float], average: _MultilabelAverage
+) -> float:
     b = ctx.batch
     return fn(b.y, b.score, sample_weight=ctx.weight, average=average, names=b.class_labels)
 
@@ -192,7 +200,7 @@ _register(
     greater_is_better=True,
     summary="average precision: Σ (Rₙ − Rₙ₋₁) Pₙ",
 )
-for _avg in ("macro", "weighted"):
+for _avg in _MULTICLASS_AVERAGES:
     _sfx = "" if _avg == "macro" else "_weighted"
     _register(
         f"roc_auc_ovr{_sfx}",
@@ -208,7 +216,7 @@ for _avg in ("macro", "weighted"):
         greater_is_better=True,
         summary=f"one-vs-one ROC-AUC (Hand & Till), {_avg} average",
     )
-for _avg in ("macro", "micro", "weighted", "samples"):
+for _avg in _MULTILABEL_AVERAGES:
     for _base, _rank_fn in (
         ("roc_auc", ranking.roc_auc_multilabel),
         ("average_precision", ranking.average_precision_multilabel),

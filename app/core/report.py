@@ -314,7 +314,8 @@ def _nonfinite_to_none(a: Any) -> Any:
     arr = np.asarray(a, dtype=np.float64)
     if np.isfinite(arr).all():
         return arr
-    return np.where(np.isfinite(arr), arr, None).tolist()
+    # numpy's stubs leave None out of ArrayLike; np.where takes it as an object scalar.
+    return np.where(np.isfinite(arr), arr, None).tolist()  # type: ignore[call-overload]
 
 
 def headline(report: Mapping[str, Any]) -> dict[str, float | None]:

@@ -200,8 +200,12 @@ def breaking_point(
             continue
         if floor is not None and sign * (v - floor) < 0:
             return {"level": level, "value": v, "reason": "floor"}
-        relative = max_relative_drop is not None and clean is not None and clean != 0
-        if relative and sign * (clean - v) / abs(clean) > max_relative_drop:  # type: ignore[operator]
+        if (
+            max_relative_drop is not None
+            and clean is not None
+            and clean != 0
+            and sign * (clean - v) / abs(clean) > max_relative_drop
+        ):
             return {"level": level, "value": v, "reason": "relative_drop"}
     return None
 

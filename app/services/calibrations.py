@@ -19,7 +19,13 @@ from app.db.models import Calibrator
 from app.errors import InvalidInput
 
 #: What "before" and "after" report: calibration quality and (unchanged) discrimination.
-SCORECARD = [("log_loss", {}), ("brier", {}), ("ece", {}), ("mce", {}), ("accuracy", {})]
+SCORECARD: list[tuple[str, dict[str, Any]]] = [
+    ("log_loss", {}),
+    ("brier", {}),
+    ("ece", {}),
+    ("mce", {}),
+    ("accuracy", {}),
+]
 
 
 def scorecard(batch: Batch, n_bins: int, binning: str) -> dict[str, Any]:

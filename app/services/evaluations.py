@@ -13,6 +13,7 @@ from app.core.batch import make_batch
 from app.core.report import CURVES, ReportOptions, evaluate, headline
 from app.db import repositories
 from app.db.models import HEADLINE_METRICS, Evaluation
+from app.errors import InvalidInput
 from app.services.segmentation import check_task_options, compute_segmentation_report
 
 
@@ -30,10 +31,13 @@ def compute_report(options: EvaluationOptions, arrays: dict[str, Any], max_point
     check_task_options(options)
     regression = options.task == "regression"
     score_field = "y_pred" if regression else "y_score"
+    scores = arrays.get(score_field)
+    if scores is None:  # an Arrow or .npz body without the column (JSON bodies are validated)
+        raise InvalidInput(f"is required for task {options.task!r}", field=score_field)
     batch = make_batch(
         options.task,
         arrays["y_true"],
-        arrays.get(score_field),
+        scores,
         score_type=options.score_type,
         sample_weight=arrays.get("sample_weight"),
         labels=options.labels,

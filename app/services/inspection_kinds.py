@@ -347,14 +347,14 @@ def _labels(
 
 def _compare_image_datasets(a: Dataset, b: Dataset, ta: pa.Table, tb: pa.Table) -> dict[str, Any]:
     """Image datasets: per-channel brightness and contrast drift, pixel-exact duplicates."""
-    shapes = [image_datasets.image_shape(d.columns) for d in (a, b)]
-    if shapes[0] is None or shapes[1] is None or shapes[0][1] != shapes[1][1]:
-        found = [None if s is None else list(s[1]) for s in shapes]
+    shape_a, shape_b = image_datasets.image_shape(a.columns), image_datasets.image_shape(b.columns)
+    if shape_a is None or shape_b is None or shape_a[1] != shape_b[1]:
+        found = [None if s is None else list(s[1]) for s in (shape_a, shape_b)]
         raise InvalidInput(
             f"compares image datasets of one shape; got {found[0]} and {found[1]}",
             field="validation_dataset_id",
         )
-    (ia, shape), (ib, _) = shapes
+    (ia, shape), (ib, _) = shape_a, shape_b
     y_train, y_val, task = _labels(a, b, ta, tb)
     result = data_checks.compare_images(
         image_datasets.pixel_rows(ta.column(ia)),

@@ -55,7 +55,9 @@ class RunArtifacts:
 
     @property
     def n_outputs(self) -> int:
-        return int(self.model.output.out_features)  # type: ignore[union-attr]
+        output = self.model.output  # the final Linear of an MLP or CNN (build_model)
+        assert isinstance(output, torch.nn.Linear)
+        return output.out_features
 
     @cached_property
     def split(self) -> run_data.Split:

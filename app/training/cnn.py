@@ -91,7 +91,7 @@ class CNN(nn.Module):
         bn = self._optional(f"bn{i}")
         if bn is not None:
             x = bn(x)
-        return self._modules[f"conv_act{i}"](x)  # type: ignore[misc,no-any-return]
+        return self._modules[f"conv_act{i}"](x)  # type: ignore[misc]
 
     def _pool(self, i: int, x: Tensor) -> Tensor:
         pool = self._optional(f"pool{i}")
@@ -118,7 +118,7 @@ class CNN(nn.Module):
                 layer = self._optional(f"{prefix}{j}")
                 if layer is not None:
                     x = layer(x)
-        return self.output(x)  # type: ignore[no-any-return]
+        return self.output(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """Outputs (n, n_outputs) of images (n, C, H, W) or flattened rows (n, C·H·W)."""

@@ -329,7 +329,7 @@ def _kink_trapezoid(f: Tensor, g: Tensor, delta: Tensor) -> Tensor:
     return (t * g[:-1] + (1 - t) * g[1:]).mean(dim=0)
 
 
-class TorchEstimator(BaseEstimator):  # type: ignore[misc]
+class TorchEstimator(BaseEstimator):
     """A trained network as a scikit-learn estimator (``fit`` does nothing).
 
     ``decision_function`` returns the raw outputs (logits, or values) in one forward pass per
@@ -352,10 +352,13 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
         assert self.model is not None
         return outputs(self.model, np.asarray(X), self.task)
 
-    predict = decision_function
+    def predict(self, X: Any) -> NDArray[np.number[Any]]:
+        """The raw outputs, as :meth:`decision_function` (a regressor's values); a classifier
+        returns class indices instead."""
+        return self.decision_function(X)
 
 
-class TorchClassifier(ClassifierMixin, TorchEstimator):  # type: ignore[misc]
+class TorchClassifier(ClassifierMixin, TorchEstimator):
     """A binary or multiclass network as a scikit-learn classifier, so that scorers named by a
     string (``scoring="roc_auc"``, ``"neg_log_loss"``, ``"accuracy"``) call it as they call
     any classifier: ``predict`` gives class indices (a binary logit ``>= 0`` is class 1, the

@@ -136,6 +136,20 @@ def test_bad_arrow_streams_are_refused(client: TestClient) -> None:
     assert problem(res, 422)["field"] == "metrics"
 
 
+@pytest.mark.parametrize(("task", "field"), [("binary", "y_score"), ("regression", "y_pred")])
+def test_an_arrow_stream_without_the_score_column_names_it(
+    client: TestClient, task: str, field: str
+) -> None:
+    from tests.api.test_evaluations import arrow_body
+
+    arrow = {"content-type": "application/vnd.apache.arrow.stream"}
+    body = arrow_body({"y_true": [0, 1]})
+    res = client.post(f"/v1/evaluations?task={task}", content=body, headers=arrow)
+    detail = problem(res, 422)
+    assert detail["field"] == field
+    assert f"is required for task {task!r}" in detail["detail"]
+
+
 def test_unknown_evaluation_id_is_a_404(client: TestClient) -> None:
     body = problem(client.get("/v1/evaluations/does-not-exist"), 404)
     assert "does-not-exist" in body["detail"]

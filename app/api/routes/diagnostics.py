@@ -3,7 +3,7 @@ their plot."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
@@ -17,7 +17,7 @@ from app.services import diagnostics as service
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
-_QUEUED = {409: {"description": "The run is still queued"}}
+_QUEUED: dict[int | str, dict[str, Any]] = {409: {"description": "The run is still queued"}}
 
 
 def _rules(query: DiagnosticsQuery) -> DiagnosticRules:

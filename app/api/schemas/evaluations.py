@@ -162,10 +162,10 @@ class LossesRequest(LossesOptions, BatchArrays):
     """A batch and the losses to compute on it. ``y_pred`` holds the model output the loss
     takes (values, probabilities, logits or log-probabilities, as each loss documents)."""
 
-    y_pred: Tensor = Field(  # type: ignore[assignment]
+    y_pred: Tensor = Field(
         description="Model outputs: (n,), (n, K), boxes (n, 4), masks (N, [C,] H, W)."
     )
-    y_score: None = Field(None, exclude=True)  # type: ignore[assignment]
+    y_score: None = Field(None, exclude=True)
 
 
 class LossValue(BaseModel):

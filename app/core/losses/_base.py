@@ -42,7 +42,7 @@ def check_reduction(reduction: object, allowed: tuple[Reduction, ...] = REDUCTIO
         raise InvalidInput(
             f"is {reduction!r}: must be one of {', '.join(allowed)}", field="reduction"
         )
-    return reduction  # type: ignore[return-value]
+    return reduction
 
 
 def check_real(

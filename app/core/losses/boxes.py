@@ -67,7 +67,7 @@ def check_box_format(box_format: object) -> BoxFormat:
         raise InvalidInput(
             f"is {box_format!r}: must be one of {', '.join(BOX_FORMATS)}", field="box_format"
         )
-    return box_format  # type: ignore[return-value]
+    return box_format
 
 
 def as_boxes(values: ArrayLike, field: str, box_format: BoxFormat = "xyxy") -> Float64Array:

@@ -97,7 +97,7 @@ class OperatingPoint:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: plain Python values, the predict-none threshold as ``None``."""
-        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out = {name: getattr(self, name) for name in self.__slots__}
         if self.predict_none:
             out["threshold"] = None
         return out
@@ -154,7 +154,7 @@ class ThresholdRecommendation:
         (a list of point dicts) and ``chosen_row``."""
         point: dict[str, Any]
         if self.point is None:
-            point = dict.fromkeys(OperatingPoint.__slots__)  # type: ignore[attr-defined]
+            point = dict.fromkeys(OperatingPoint.__slots__)
             point["predict_none"] = False
         else:
             point = self.point.to_dict()
@@ -177,7 +177,7 @@ def recommend_from_ranking(
     objective: str | ThresholdObjective = "f1",
     *,
     n_neighbors: int = 5,
-    **params: float,
+    **params: float | None,
 ) -> ThresholdRecommendation:
     """The best decision threshold of a ranked binary column for one objective.
 
@@ -190,8 +190,8 @@ def recommend_from_ranking(
         :class:`ThresholdObjective`.
     n_neighbors : int >= 0, default 5
         Candidates to show on each side of the chosen one in ``table``.
-    **params : float
-        The objective's parameters (``beta``, ``min_recall``, ``cost_fp``, ...).
+    **params : float or None
+        The objective's parameters (``beta``, ``min_recall``, ``cost_fp``, ...); None is unset.
 
     Returns
     -------

@@ -54,7 +54,7 @@ def recommend_threshold(
     sample_weight: ArrayLike | None = None,
     objective: str | ThresholdObjective = "f1",
     n_neighbors: int = 5,
-    **params: float,
+    **params: float | None,
 ) -> ThresholdRecommendation:
     """The best decision threshold of a binary score column: validate, rank once, search.
 
@@ -104,7 +104,7 @@ def recommend_by_group(
     sample_weight: ArrayLike | None = None,
     objective: str | ThresholdObjective = "f1",
     n_neighbors: int = 5,
-    **params: float,
+    **params: float | None,
 ) -> dict[Any, ThresholdRecommendation]:
     """One threshold per group: each group's rows ranked once and searched on their own.
 
@@ -141,7 +141,7 @@ def recommend_by_group(
     obj = as_objective(objective, params)
     k = check_n_neighbors(n_neighbors)
     y, s, w = _binary_inputs(y_true, y_score, sample_weight)
-    keys, codes = encode_labels(groups, field="groups")  # type: ignore[arg-type]
+    keys, codes = encode_labels(groups, field="groups")
     check_consistent_length(y.shape[0], groups=codes)
     order = np.argsort(codes, kind="stable")
     ends = np.cumsum(np.bincount(codes, minlength=keys.shape[0]))
@@ -169,7 +169,7 @@ def recommend_per_class(
     sample_weight: ArrayLike | None = None,
     objective: str | ThresholdObjective = "f1",
     n_neighbors: int = 5,
-    **params: float,
+    **params: float | None,
 ) -> list[ThresholdRecommendation]:
     """One threshold per column of a score matrix: multiclass one-vs-rest, or multilabel.
 
