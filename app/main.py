@@ -27,7 +27,7 @@ from app.api.schemas.runs import MetricBatch, PredictRequest, RunCreate
 from app.api.schemas.thresholds import ThresholdRequest
 from app.api.timeouts import TimeoutMiddleware
 from app.config import Settings, get_settings
-from app.db.session import dispose_engines
+from app.db.session import hold_engine
 from app.logs import configure_logging
 from app.worker import make_dispatcher
 from app.worker.inspection_tasks import make_inspection_dispatcher
@@ -53,16 +53,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        dispatcher.start()
-        inspections.start()
-        reaper.start()
-        try:
-            yield
-        finally:
-            reaper.stop()
-            inspections.stop()
-            dispatcher.stop()
-            dispose_engines(settings.database_url)
+        # The engine is the process's, shared with any other app on the same database (the
+        # tests run several at once): the last app to stop disposes it, and only after its
+        # workers have stopped, so no connection is still checked out. Stopping what never
+        # started is a no-op, so a failed start still stops the rest.
+        with hold_engine(settings.database_url):
+            try:
+                dispatcher.start()
+                inspections.start()
+                reaper.start()
+                yield
+            finally:
+                reaper.stop()
+                inspections.stop()
+                dispatcher.stop()
 
     app = FastAPI(
         title="evalserve",

@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import threading
+import warnings
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "get_engine",
     "get_session",
     "get_sessionmaker",
+    "hold_engine",
     "normalize_url",
     "ping",
     "session_scope",
@@ -59,6 +61,8 @@ json_loads = functools.partial(json.loads, parse_int=_json_int)
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[tuple[str, bool], sessionmaker[Session]] = {}
+#: How many holders (:func:`hold_engine`: running apps) each cached engine has.
+_holders: dict[str, int] = {}
 #: Execution option that makes a SQLite transaction begin IMMEDIATE.
 _WRITE_OPTION = "evalserve_write"
 
@@ -69,6 +73,11 @@ def normalize_url(url: str | URL) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def _key(url: str | URL) -> str:
+    """The cache key of a database URL (normalized, password included)."""
+    return normalize_url(url).render_as_string(hide_password=False)
 
 
 def is_memory_sqlite(url: URL) -> bool:
@@ -151,6 +160,15 @@ def _settings_for(target: Settings | str | None) -> Settings:
     return target
 
 
+def _engine_locked(settings: Settings) -> Engine:
+    """The cached engine of ``settings``' URL, created if needed; the caller holds ``_lock``."""
+    key = _key(settings.database_url)
+    engine = _engines.get(key)
+    if engine is None:
+        engine = _engines[key] = _create_engine(settings)
+    return engine
+
+
 def get_engine(settings: Settings | str | None = None) -> Engine:
     """The process-wide engine for a database: ``Settings``, a URL string (pool options from
     the environment) or ``None`` (:func:`get_settings`).
@@ -158,12 +176,8 @@ def get_engine(settings: Settings | str | None = None) -> Engine:
     Cached per URL: the pool options of the first call for a URL win.
     """
     settings = _settings_for(settings)
-    key = normalize_url(settings.database_url).render_as_string(hide_password=False)
     with _lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _engines[key] = _create_engine(settings)
-        return engine
+        return _engine_locked(settings)
 
 
 def get_sessionmaker(
@@ -176,9 +190,12 @@ def get_sessionmaker(
     ``expire_on_commit=False`` keeps loaded rows readable after the commit, when the API turns
     them into response bodies.
     """
-    engine = get_engine(settings)
-    key = (engine.url.render_as_string(hide_password=False), write)
+    settings = _settings_for(settings)
+    # One critical section: a factory is never cached for an engine that a concurrent
+    # dispose_engines() has just dropped (its sessions would fill a pool nobody disposes).
     with _lock:
+        engine = _engine_locked(settings)
+        key = (_key(settings.database_url), write)
         factory = _sessionmakers.get(key)
         if factory is None:
             bind = engine.execution_options(**{_WRITE_OPTION: True}) if write else engine
@@ -186,17 +203,76 @@ def get_sessionmaker(
         return factory
 
 
-def dispose_engines(url: str | URL | None = None) -> None:
-    """Close the pooled connections of one cached engine (``url``) or of all, and forget them."""
-    key = None if url is None else normalize_url(url).render_as_string(hide_password=False)
-    with _lock:
-        keys = list(_engines) if key is None else [key]
-        engines = [_engines.pop(k) for k in keys if k in _engines]
-        for k in keys:
-            _sessionmakers.pop((k, False), None)
-            _sessionmakers.pop((k, True), None)
+def _pop_locked(keys: list[str]) -> list[Engine]:
+    """Forget the engines (and their session factories) of ``keys``; the caller holds ``_lock``."""
+    engines = [_engines.pop(k) for k in keys if k in _engines]
+    for k in keys:
+        _sessionmakers.pop((k, False), None)
+        _sessionmakers.pop((k, True), None)
+    return engines
+
+
+def _dispose(engines: list[Engine]) -> None:
+    """Close the pooled connections of ``engines``.
+
+    A connection still checked out at that moment (a thread that is still working) is not
+    closed by ``dispose()``: it goes back to the discarded pool when its user is done and stays
+    open until the garbage collector finds it, whose timing then fails some unrelated test
+    with psycopg's "was deleted while still open". That is a bug in whoever disposed too
+    early, so it is reported here, at once, as a ``ResourceWarning`` (an error in the tests).
+    """
+    busy = []
     for engine in engines:
+        checkedout = getattr(engine.pool, "checkedout", None)  # QueuePool; not StaticPool
+        in_use = int(checkedout()) if callable(checkedout) else 0
         engine.dispose()
+        if in_use:
+            busy.append(f"{engine.url!r}: {in_use}")
+    if busy:
+        warnings.warn(
+            "engine disposed with connections still checked out (they are left to the garbage "
+            f"collector): {', '.join(busy)}",
+            ResourceWarning,
+            stacklevel=3,
+        )
+
+
+def dispose_engines(url: str | URL | None = None) -> None:
+    """Close the pooled connections of one cached engine (``url``) or of all, and forget them.
+
+    Call it only when nothing uses the engine any more: see :func:`hold_engine` and
+    :func:`_dispose`.
+    """
+    with _lock:
+        engines = _pop_locked(list(_engines) if url is None else [_key(url)])
+    _dispose(engines)
+
+
+@contextmanager
+def hold_engine(url: str | URL) -> Iterator[None]:
+    """Use the process-wide engine of ``url`` for the block; the last holder to leave disposes it.
+
+    An app holds its database's engine from startup to shutdown (:func:`app.main.create_app`).
+    The engine is shared by everything in the process that opens sessions on that URL, so one
+    app's shutdown must not dispose it while another app on the same database is still running
+    (several apps share a process in the tests): its reapers, runners or requests would have
+    connections checked out, which a dispose then strands.
+    """
+    key = _key(url)
+    with _lock:
+        _holders[key] = _holders.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        with _lock:
+            left = _holders[key] - 1
+            if left:
+                _holders[key] = left
+                engines = []
+            else:
+                del _holders[key]
+                engines = _pop_locked([key])
+        _dispose(engines)
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from app.db.session import (
     get_engine,
     get_session,
     get_sessionmaker,
+    hold_engine,
     normalize_url,
     ping,
     session_scope,
@@ -68,6 +70,39 @@ def test_get_engine_is_cached_per_url(tmp_path: Path) -> None:
     finally:
         dispose_engines(a)
         dispose_engines(b)
+
+
+def test_the_last_app_holding_an_engine_disposes_it(tmp_path: Path) -> None:
+    """Two apps on one database share the engine: the first to stop must not dispose it."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    try:
+        with hold_engine(url):
+            engine = get_engine(url)
+            with hold_engine(url):  # a second app on the same database
+                assert get_engine(url) is engine
+            assert get_engine(url) is engine  # still the first app's
+            with get_sessionmaker(url)() as session:  # and still usable
+                assert session.scalar(text("SELECT 1")) == 1
+        assert get_engine(url) is not engine  # the last holder disposed it
+    finally:
+        dispose_engines(url)
+
+
+def test_disposing_an_engine_with_a_connection_checked_out_is_a_resource_warning(
+    tmp_path: Path,
+) -> None:
+    """The stranded connection would be closed by the garbage collector, failing some later
+    test; the warning names the early dispose instead."""
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    connection = get_engine(url).connect()
+    try:
+        with pytest.warns(ResourceWarning, match="1"):
+            dispose_engines(url)
+    finally:
+        connection.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dispose_engines(url)  # nothing checked out: silent
 
 
 def test_sqlite_engine_enables_foreign_keys_wal_and_creates_the_folder(tmp_path: Path) -> None:
