@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Query
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
@@ -56,6 +57,16 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"description": "Unsupported content type", "content": _PROBLEM},
     422: {"description": "Invalid input: the field and the problem", "content": _PROBLEM},
 }
+
+
+#: The documented responses of a plot route: the image, SVG or PNG, and the problems.
+PLOT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {media: {} for media in plots.MEDIA_TYPES.values()}},
+    **PROBLEM_RESPONSES,
+}
+#: The query parameters of every plot route: ``?format=`` and ``?title=``.
+PlotFormatQuery = Annotated[plots.PlotFormat, Query(description="svg (default) or png")]
+PlotTitleQuery = Annotated[str | None, Query(max_length=200)]
 
 
 def plot_response(

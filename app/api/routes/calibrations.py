@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -10,7 +10,14 @@ from starlette.responses import Response
 
 from app.api.body import json_body_doc, read_json
 from app.api.deps import SessionDep, SettingsDep
-from app.api.responses import PROBLEM_RESPONSES, json_response, plot_response
+from app.api.responses import (
+    PLOT_RESPONSES,
+    PROBLEM_RESPONSES,
+    PlotFormatQuery,
+    PlotTitleQuery,
+    json_response,
+    plot_response,
+)
 from app.api.schemas.calibrations import ApplyRequest, CalibrationRequest
 from app.api.schemas.common import Page
 from app.db import calibrators as repo
@@ -85,14 +92,14 @@ def list_calibrations(
 @router.get(
     "/{calibrator_id}/plots/reliability",
     summary="Reliability diagram before/after (validation batch when there was one)",
-    responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}, **PROBLEM_RESPONSES},
+    responses=PLOT_RESPONSES,
     response_class=Response,
 )
 def plot_calibration(
     calibrator_id: str,
     session: SessionDep,
-    format: Literal["svg", "png"] = "svg",
-    title: Annotated[str | None, Query(max_length=200)] = None,
+    format: PlotFormatQuery = "svg",
+    title: PlotTitleQuery = None,
 ) -> Response:
     report = _get(session, calibrator_id).report
     judged = report.get("validation") or report["fit"]

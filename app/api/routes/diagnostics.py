@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from app import diagnostics_plots
 from app.api.deps import SessionDep
-from app.api.responses import PROBLEM_RESPONSES, image_response, json_response
+from app.api.responses import PLOT_RESPONSES, PROBLEM_RESPONSES, image_response, json_response
 from app.api.schemas.diagnostics import DiagnosticsPlotQuery, DiagnosticsQuery, DiagnosticsRead
 from app.core.diagnostics import DiagnosticRules
 from app.services import diagnostics as service
@@ -43,11 +43,7 @@ def get_diagnostics(
     summary="The diagnostics plot: losses, per-layer gradient norm, update ratio and dead units "
     "by epoch, with the fired verdicts (SVG, or PNG with ?format=png)",
     response_class=Response,
-    responses={
-        200: {"content": {"image/svg+xml": {}, "image/png": {}}},
-        **_QUEUED,
-        **PROBLEM_RESPONSES,
-    },
+    responses={**_QUEUED, **PLOT_RESPONSES},
 )
 def get_diagnostics_plot(
     run_id: str, session: SessionDep, query: Annotated[DiagnosticsPlotQuery, Query()]

@@ -13,7 +13,14 @@ from app.api.body import ARROW_MEDIA_TYPE, JSON_MEDIA_TYPE, read_batch
 from app.api.deps import SessionDep, SettingsDep
 from app.api.npz import NPZ_MEDIA_TYPE
 from app.api.observability import observe_evaluation
-from app.api.responses import PROBLEM_RESPONSES, json_response, plot_response
+from app.api.responses import (
+    PLOT_RESPONSES,
+    PROBLEM_RESPONSES,
+    PlotFormatQuery,
+    PlotTitleQuery,
+    json_response,
+    plot_response,
+)
 from app.api.schemas.common import Page
 from app.api.schemas.evaluations import (
     EvaluationList,
@@ -108,15 +115,15 @@ def list_evaluations(
 @router.get(
     "/{evaluation_id}/plots/{kind}",
     summary="A plot of a stored evaluation (SVG, or PNG with ?format=png)",
-    responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}}, **PROBLEM_RESPONSES},
+    responses=PLOT_RESPONSES,
     response_class=Response,
 )
 def plot_evaluation(
     evaluation_id: str,
     kind: Literal["roc", "pr", "reliability", "confusion"],
     session: SessionDep,
-    format: Literal["svg", "png"] = "svg",
-    title: Annotated[str | None, Query(max_length=200)] = None,
+    format: PlotFormatQuery = "svg",
+    title: PlotTitleQuery = None,
 ) -> Response:
     report = service.as_read(_stored(session, evaluation_id))
     return plot_response(kind, report, format, title)

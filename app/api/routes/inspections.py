@@ -8,16 +8,23 @@ synchronously, and so do their plots (``.../data-checks/plot``: the same checks,
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from app import data_check_plots, inspection_plots
 from app.api.deps import SessionDep
-from app.api.responses import PROBLEM_RESPONSES, image_response, json_response
+from app.api.responses import (
+    PLOT_RESPONSES,
+    PROBLEM_RESPONSES,
+    PlotFormatQuery,
+    PlotTitleQuery,
+    image_response,
+    json_response,
+)
 from app.api.schemas.images import GradCAMRequest
 from app.api.schemas.inspections import (
     AttributionRequest,
@@ -125,17 +132,13 @@ def get_inspection(inspection_id: str, session: SessionDep) -> Response:
     "/v1/inspections/{inspection_id}/plot",
     summary="The plot of a succeeded inspection (SVG, or PNG with ?format=png)",
     response_class=Response,
-    responses={
-        200: {"content": {"image/svg+xml": {}, "image/png": {}}},
-        409: {"description": "The inspection has not succeeded"},
-        **PROBLEM_RESPONSES,
-    },
+    responses={409: {"description": "The inspection has not succeeded"}, **PLOT_RESPONSES},
 )
 def inspection_plot(
     inspection_id: str,
     session: SessionDep,
-    format: Literal["svg", "png"] = "svg",
-    title: Annotated[str | None, Query(max_length=200)] = None,
+    format: PlotFormatQuery = "svg",
+    title: PlotTitleQuery = None,
 ) -> Response:
     kind, result = service.plot_source(session, inspection_id)
     return image_response(inspection_plots.render(kind, result, fmt=format, title=title), format)
@@ -161,14 +164,6 @@ async def data_checks(body: DataChecksRequest, session: SessionDep) -> Response:
     return json_response(result)
 
 
-PlotFormat = Annotated[Literal["svg", "png"], Query(description="svg (default) or png")]
-PlotTitle = Annotated[str | None, Query(max_length=200)]
-_PLOT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/svg+xml": {}, "image/png": {}}},
-    **PROBLEM_RESPONSES,
-}
-
-
 def _data_checks_plot(checks: dict[str, Any], fmt: str, title: str | None) -> Response:
     return image_response(data_check_plots.render(checks, fmt=fmt, title=title), fmt)
 
@@ -178,10 +173,10 @@ def _data_checks_plot(checks: dict[str, Any], fmt: str, title: str | None) -> Re
     summary="The plot of a run's data checks: PSI drift per feature, class frequencies, "
     "duplicates and leakage suspects (SVG, or PNG with ?format=png)",
     response_class=Response,
-    responses=_PLOT_RESPONSES,
+    responses=PLOT_RESPONSES,
 )
 async def run_data_checks_plot(
-    run_id: str, session: SessionDep, format: PlotFormat = "svg", title: PlotTitle = None
+    run_id: str, session: SessionDep, format: PlotFormatQuery = "svg", title: PlotTitleQuery = None
 ) -> Response:
     def draw() -> Response:
         checks = inspection_kinds.run_data_checks(session, run_id)
@@ -195,13 +190,13 @@ async def run_data_checks_plot(
     summary="The plot of the data checks of two uploaded datasets (the body of POST "
     "/v1/data-checks; SVG, or PNG with ?format=png)",
     response_class=Response,
-    responses=_PLOT_RESPONSES,
+    responses=PLOT_RESPONSES,
 )
 async def data_checks_plot(
     body: DataChecksRequest,
     session: SessionDep,
-    format: PlotFormat = "svg",
-    title: PlotTitle = None,
+    format: PlotFormatQuery = "svg",
+    title: PlotTitleQuery = None,
 ) -> Response:
     def draw() -> Response:
         checks = inspection_kinds.compare_datasets(session, body)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -17,7 +17,14 @@ from starlette.responses import Response, StreamingResponse
 from app import domain_plots
 from app.api.body import json_body_doc, read_json, read_json_bytes
 from app.api.deps import SessionDep, SettingsDep
-from app.api.responses import PROBLEM_RESPONSES, image_response, json_response
+from app.api.responses import (
+    PLOT_RESPONSES,
+    PROBLEM_RESPONSES,
+    PlotFormatQuery,
+    PlotTitleQuery,
+    image_response,
+    json_response,
+)
 from app.api.schemas.common import Name, Page, Tag
 from app.api.schemas.runs import (
     MetricBatch,
@@ -212,20 +219,19 @@ async def predict(
     "(SVG, or PNG with ?format=png)",
     response_class=Response,
     responses={
-        200: {"content": {"image/svg+xml": {}, "image/png": {}}},
         409: {"description": "The run's child runs have not all succeeded"},
-        **PROBLEM_RESPONSES,
+        **PLOT_RESPONSES,
     },
 )
 def get_domain_validation_plot(
     run_id: str,
     session: SessionDep,
-    format: Literal["svg", "png"] = "svg",
+    format: PlotFormatQuery = "svg",
     metric: Annotated[
         str | None,
         Query(max_length=64, description="Default: the primary metric (the worst domain's)."),
     ] = None,
-    title: Annotated[str | None, Query(max_length=200)] = None,
+    title: PlotTitleQuery = None,
 ) -> Response:
     summary = domain_validation.plot_source(session, run_id)
     image = domain_plots.render(summary, fmt=format, metric=metric, title=title)
